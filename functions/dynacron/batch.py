@@ -1,0 +1,72 @@
+"""An SQS batch → attempts, with Powertools batch processing (partial failures reported).
+
+Records of one batch run concurrently: they were delayed to become visible within the same
+second or two, and a handler that sleeps must not make its neighbours late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import (
+    AsyncBatchProcessor,
+    EventType,
+    async_process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from .execute import Executor, Outcome
+from .settings import Settings
+
+_pool = ThreadPoolExecutor(max_workers=10, thread_name_prefix="dynacron-record")
+
+
+class RecordNotAcked(Exception):  # noqa: N818 - the name says what Lambda is told
+    """Raised for a record that must stay on the queue (retry later, or not started)."""
+
+
+def queue_url_for_arn(arn: str, settings: Settings) -> str:
+    """The queue URL of ``arn``: one of ours if its name matches, else the AWS URL form."""
+    parts = arn.split(":")
+    name = parts[-1]
+    for url in (settings.queue_url, *settings.lane_queues.values()):
+        if url and url.rstrip("/").rsplit("/", 1)[-1] == name:
+            return url
+    if len(parts) >= 6:
+        return f"https://sqs.{parts[3]}.amazonaws.com/{parts[4]}/{name}"
+    return settings.queue_url or ""
+
+
+def process_event(event: dict[str, Any], context: Any, executor: Executor) -> dict[str, Any]:
+    """Process one SQS event; returns ``{"batchItemFailures": [...]}`` for Lambda."""
+    time_left = _time_left(context)
+
+    async def record_handler(record: SQSRecord) -> str:
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(
+            _pool,
+            lambda: executor.execute(
+                record.body,
+                record.receipt_handle,
+                queue_url_for_arn(record.event_source_arn or "", executor.settings),
+                time_left,
+            ),
+        )
+        if result.outcome is not Outcome.ACK:
+            raise RecordNotAcked(f"{result.status}: {result.detail}")
+        return result.status
+
+    processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    return async_process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )
+
+
+def _time_left(context: Any) -> Callable[[], float]:
+    getter = getattr(context, "get_remaining_time_in_millis", None)
+    if getter is None:
+        return lambda: float("inf")
+    return lambda: getter() / 1000.0

@@ -1,0 +1,87 @@
+"""Time as a dependency: the system clock in production, an injected one in tests."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """What dynacron needs of time: the current instant and a way to wait."""
+
+    def now(self) -> datetime:
+        """The current instant, timezone-aware, in UTC."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` (a frozen clock advances instead)."""
+        ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+
+class FrozenClock:
+    """A clock that moves only when told to; ``sleep`` advances it instantly.
+
+    Thread-safe, so tests can share one between a poller and workers.
+    """
+
+    def __init__(self, start: datetime | None = None) -> None:
+        if start is not None and start.tzinfo is None:
+            raise ValueError("FrozenClock needs an aware datetime")
+        self._now = (start or datetime(2026, 1, 1, tzinfo=UTC)).astimezone(UTC)
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self.advance(seconds)
+
+    def advance(self, seconds: float | timedelta) -> datetime:
+        delta = seconds if isinstance(seconds, timedelta) else timedelta(seconds=seconds)
+        with self._lock:
+            self._now += delta
+            return self._now
+
+    def set(self, when: datetime) -> None:
+        with self._lock:
+            self._now = when.astimezone(UTC)
+
+
+class SkewedClock:
+    """Another clock shifted by a fixed offset: models a host whose clock is wrong."""
+
+    def __init__(self, base: Clock, skew_seconds: float) -> None:
+        self._base = base
+        self._skew = timedelta(seconds=skew_seconds)
+
+    def now(self) -> datetime:
+        return self._base.now() + self._skew
+
+    def sleep(self, seconds: float) -> None:
+        self._base.sleep(seconds)
+
+
+def to_ms(when: datetime) -> int:
+    """Epoch milliseconds of an aware datetime (the table stores times this way)."""
+    return int(round(when.timestamp() * 1000))
+
+
+def from_ms(ms: int | float | None) -> datetime | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(int(ms) / 1000, tz=UTC)

@@ -1,0 +1,524 @@
+"""Claim and send: one code path for the poller and for the SDK's short-notice dispatch.
+
+A run is *claimed* with a conditional write that admits a ``pending`` run, or a claimed run
+whose lease (its ``due_at`` in the index) has expired. The claim sets a new ``fence`` and keys
+the run in the due index by its lease expiry, so a claim that is never followed by a send (the
+poller crashed, SQS refused the entry) falls due again by itself and is claimed anew.
+
+For an occurrence of a recurring task the claim, the creation of the next occurrence and the
+task's ``next_fire_at`` go in one transaction: the next run's key is derived from its time and
+written with ``attribute_not_exists``, so every occurrence exists exactly once however many
+pollers race. Claimed runs go to SQS in batches of 10 with ``DelaySeconds`` chosen so that the
+message becomes visible at most one second before ``scheduled_for``; the worker waits the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from pynamodb.exceptions import PynamoDBException, TransactWriteError, UpdateError
+
+from .clock import Clock, SystemClock, from_ms, to_ms
+from .errors import ValidationError
+from .settings import Settings
+from .store import TASK_SK, RunRow, Store, dumps, scheduled_run_id, task_pk
+from .types import CATCH_UP_LIMIT, MAX_ERROR_CHARS, MisfirePolicy, RunStatus, TaskStatus
+
+MAX_DELAY_SECONDS = 900  # SQS DelaySeconds limit
+SEND_BATCH = 10  # SendMessageBatch limit
+MESSAGE_VERSION = 1
+_CLAIMED_STATES = (RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.RETRYING.value)
+_RACE_CODES = {"ConditionalCheckFailed"}
+_TRANSIENT_CODES = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
+
+EventHook = Callable[[str, dict[str, Any]], None]
+
+
+def new_fence() -> str:
+    return secrets.token_hex(8)
+
+
+@dataclass(frozen=True)
+class Message:
+    """The SQS message body: a pointer to a claimed run, never its payload."""
+
+    task_id: str
+    run_id: str
+    fence: str
+    scheduled_for: int  # epoch ms
+    lane: str = "default"
+
+    def to_body(self) -> str:
+        return dumps(
+            {
+                "v": MESSAGE_VERSION,
+                "task_id": self.task_id,
+                "run_id": self.run_id,
+                "fence": self.fence,
+                "scheduled_for": self.scheduled_for,
+                "lane": self.lane,
+            }
+        )
+
+    @classmethod
+    def parse(cls, body: str) -> Message:
+        """Decode a message body; a malformed one raises ValidationError naming the field."""
+        try:
+            data = json.loads(body)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError("message", f"not JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ValidationError("message", f"must be a JSON object, got {type(data).__name__}")
+        if data.get("v") != MESSAGE_VERSION:
+            raise ValidationError("message.v", f"unsupported version {data.get('v')!r}")
+        for name in ("task_id", "run_id", "fence", "lane"):
+            value = data.get(name, "default" if name == "lane" else None)
+            if not isinstance(value, str) or not value or len(value) > 256:
+                raise ValidationError(f"message.{name}", "must be a non-empty string ≤ 256 chars")
+        sf = data.get("scheduled_for")
+        if isinstance(sf, bool) or not isinstance(sf, int) or not 0 <= sf < 10**13:
+            raise ValidationError("message.scheduled_for", "must be epoch milliseconds (int)")
+        return cls(data["task_id"], data["run_id"], data["fence"], sf, data.get("lane", "default"))
+
+
+@dataclass
+class DispatchReport:
+    """What one poll (or one short-notice dispatch) did."""
+
+    found: int = 0
+    claimed: int = 0
+    sent: int = 0
+    send_failed: int = 0
+    skipped: int = 0
+    dead: int = 0
+    lost_races: int = 0
+    errors: int = 0
+    left: int = 0
+    pages: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+
+@dataclass
+class _Claimed:
+    row: RunRow
+    fence: str
+
+
+class Dispatcher:
+    """Finds due runs, claims them, chains recurring occurrences and sends them to SQS."""
+
+    def __init__(
+        self,
+        store: Store,
+        sqs: Any,
+        settings: Settings,
+        clock: Clock | None = None,
+        on_event: EventHook | None = None,
+        concurrency: int = 8,
+    ) -> None:
+        self.store = store
+        self.sqs = sqs
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.on_event = on_event
+        self.concurrency = max(1, concurrency)
+        self._triggers: dict[str, Any] = {}
+
+    # --- the poller's entry point --------------------------------------------------------
+
+    def poll(self, time_left: Callable[[], float] | None = None) -> DispatchReport:
+        """Query every shard (in parallel, every page), then claim and send what is due.
+
+        ``time_left`` returns the seconds this invocation may still use; when it runs low the
+        poller stops taking new work and reports the rest as ``left``.
+        """
+        report = DispatchReport()
+        now = self.clock.now()
+        horizon_ms = to_ms(now + timedelta(seconds=self.settings.window_s))
+        shards = range(self.settings.shards)
+        with ThreadPoolExecutor(max_workers=min(len(shards), 16)) as pool:
+            pages = list(pool.map(lambda s: self._query_shard(s, horizon_ms, report), shards))
+        rows = sorted((r for page in pages for r in page), key=lambda r: r.due_at or 0)
+        report.add(found=len(rows))
+        self._dispatch_rows(rows, report, time_left)
+        return report
+
+    def dispatch(self, rows: Iterable[RunRow]) -> DispatchReport:
+        """Claim and send specific runs now (the SDK's short-notice path), chaining included."""
+        report = DispatchReport()
+        rows = list(rows)
+        report.add(found=len(rows))
+        self._dispatch_rows(rows, report, None)
+        return report
+
+    def _query_shard(self, shard: int, horizon_ms: int, report: DispatchReport) -> list[RunRow]:
+        rows: list[RunRow] = []
+        last_key: dict[str, Any] | None = None
+        while True:
+            page, last_key = self.store.due_page(shard, horizon_ms, last_key)
+            report.add(pages=1)
+            rows.extend(page)
+            if not last_key:  # a missed page is a lost run: follow LastEvaluatedKey to the end
+                return rows
+
+    def _dispatch_rows(
+        self, rows: list[RunRow], report: DispatchReport, time_left: Callable[[], float] | None
+    ) -> None:
+        chunks = [rows[i : i + SEND_BATCH] for i in range(0, len(rows), SEND_BATCH)]
+
+        def work(chunk: list[RunRow]) -> None:
+            if time_left is not None and time_left() < 5.0:
+                report.add(left=len(chunk))
+                return
+            claimed: list[_Claimed] = []
+            for row in chunk:
+                claimed.extend(self._process(row, report))
+            self._send(claimed, report)
+
+        if len(chunks) <= 1:
+            for chunk in chunks:
+                work(chunk)
+            return
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            list(pool.map(work, chunks))
+
+    # --- claiming --------------------------------------------------------------------------
+
+    def _process(self, row: RunRow, report: DispatchReport) -> list[_Claimed]:
+        """Claim ``row`` and, for a recurring task, every next occurrence inside the window."""
+        out: list[_Claimed] = []
+        current: RunRow | None = row
+        while current is not None:
+            now = self.clock.now()
+            horizon_ms = to_ms(now) + int(self.settings.window_s * 1000)
+            try:
+                claimed, nxt = self._claim_one(current, now, report)
+            except PynamoDBException as exc:
+                # One bad row must never stop the tick; it stays due and is retried next time.
+                report.add(errors=1)
+                self._emit("error", current, error=str(exc)[:200])
+                return out
+            if claimed is not None:
+                out.append(claimed)
+            current = nxt if nxt is not None and nxt.scheduled_for <= horizon_ms else None
+        return out
+
+    def _claim_one(
+        self, row: RunRow, now: datetime, report: DispatchReport
+    ) -> tuple[_Claimed | None, RunRow | None]:
+        now_ms = to_ms(now)
+        if row.status == RunStatus.PENDING.value:
+            if row.manual or not row.trigger:
+                return self._claim_single(row, now_ms, report, RunStatus.PENDING.value), None
+            return self._claim_occurrence(row, now, report)
+        if row.status in _CLAIMED_STATES:
+            if (row.due_at or 0) > now_ms:
+                return None, None  # its lease is still running
+            return self._reclaim(row, now_ms, report), None
+        self._leave_index(row)  # a finished run that kept its index keys: tidy, never dispatch
+        return None, None
+
+    def _claim_update(self, row: RunRow, fence: str, now_ms: int) -> list[Any]:
+        run = self.store.models.Run
+        lease_ms = max(now_ms, int(row.scheduled_for)) + int(self.settings.lease_s * 1000)
+        return [
+            run.status.set(RunStatus.QUEUED.value),
+            run.fence.set(fence),
+            run.due_at.set(lease_ms),
+            run.dispatches.set(run.dispatches + 1),
+        ]
+
+    def _claim_single(
+        self, row: RunRow, now_ms: int, report: DispatchReport, observed_status: str
+    ) -> _Claimed | None:
+        run = self.store.models.Run
+        fence = new_fence()
+        condition = run.status == observed_status
+        if observed_status != RunStatus.PENDING.value:
+            condition &= (run.fence == row.fence) & (run.due_at <= now_ms)
+        try:
+            row.update(actions=self._claim_update(row, fence, now_ms), condition=condition)
+        except UpdateError as exc:
+            if _is_condition_failure(exc):
+                report.add(lost_races=1)
+                return None
+            raise
+        report.add(claimed=1)
+        self._emit("claimed", row)
+        return _Claimed(row, fence)
+
+    def _reclaim(self, row: RunRow, now_ms: int, report: DispatchReport) -> _Claimed | None:
+        exhausted = row.status == RunStatus.RUNNING.value and (row.attempt or 0) >= (
+            row.max_attempts or 1
+        )
+        if exhausted or (row.dispatches or 0) >= self.settings.max_dispatches:
+            reason = (
+                f"attempt {row.attempt} of {row.max_attempts} never finished (worker crashed "
+                "or was stopped)"
+                if exhausted
+                else f"dispatched {row.dispatches} times without finishing (worker crashing?)"
+            )
+            self.mark_dead(row, reason, report, observed_status=row.status)
+            return None
+        return self._claim_single(row, now_ms, report, row.status)
+
+    def _trigger(self, spec: str) -> Any:
+        trig = self._triggers.get(spec)
+        if trig is None:
+            from .triggers import trigger_from_dict
+
+            trig = self._triggers[spec] = trigger_from_dict(json.loads(spec))
+        return trig
+
+    def _claim_occurrence(
+        self, row: RunRow, now: datetime, report: DispatchReport
+    ) -> tuple[_Claimed | None, RunRow | None]:
+        trigger = self._trigger(row.trigger)
+        scheduled = from_ms(row.scheduled_for)
+        overdue = scheduled < now - timedelta(seconds=self.settings.misfire_grace_s)
+        policy = MisfirePolicy(row.misfire or MisfirePolicy.RUN_ONCE.value)
+        if overdue and policy is MisfirePolicy.SKIP:
+            return None, self._skip_to(row, trigger.next(now), "missed (misfire policy skip)", report)
+        if overdue and policy is MisfirePolicy.CATCH_UP:
+            oldest = _oldest_allowed(trigger, scheduled, now)
+            if oldest is not None and oldest > scheduled:
+                reason = f"missed beyond the catch_up limit of {CATCH_UP_LIMIT}"
+                return None, self._skip_to(row, oldest, reason, report)
+        after = now if overdue and policy is MisfirePolicy.RUN_ONCE else scheduled
+        nxt_time = trigger.next(after)
+        fence = new_fence()
+        nxt = self._next_row(row, nxt_time)
+        if not self._transact(row, fence, nxt, report, skip_reason=None):
+            return None, None
+        report.add(claimed=1)
+        self._emit("claimed", row)
+        return _Claimed(row, fence), nxt
+
+    def _skip_to(
+        self, row: RunRow, nxt_time: datetime | None, reason: str, report: DispatchReport
+    ) -> RunRow | None:
+        nxt = self._next_row(row, nxt_time)
+        if not self._transact(row, None, nxt, report, skip_reason=reason):
+            return None
+        report.add(skipped=1)
+        self._emit("skipped", row, reason=reason)
+        return nxt
+
+    def _next_row(self, row: RunRow, when: datetime | None) -> RunRow | None:
+        if when is None:
+            return None
+        ms = to_ms(when)
+        run_id = scheduled_run_id(ms)
+        return self.store.new_run_row(
+            pk=row.pk,
+            sk=f"RUN#{run_id}",
+            task_id=row.task_id,
+            run_id=run_id,
+            task_type=row.task_type,
+            scheduled_for=ms,
+            status=RunStatus.PENDING.value,
+            attempt=0,
+            max_attempts=row.max_attempts,
+            dispatches=0,
+            manual=False,
+            lane=row.lane,
+            trigger=row.trigger,
+            misfire=row.misfire,
+            due_shard=row.due_shard,
+            due_at=ms,
+        )
+
+    def _transact(
+        self,
+        row: RunRow,
+        fence: str | None,
+        nxt: RunRow | None,
+        report: DispatchReport,
+        skip_reason: str | None,
+    ) -> bool:
+        """Claim (or skip) ``row``, create ``nxt`` and move the task's ``next_fire_at``: atomically."""
+        models = self.store.models
+        run, task = models.Run, models.Task
+        now_ms = to_ms(self.clock.now())
+        if skip_reason is None:
+            row_actions = self._claim_update(row, fence or "", now_ms)
+        else:
+            row_actions = [
+                run.status.set(RunStatus.SKIPPED.value),
+                run.error.set(skip_reason),
+                run.finished_at.set(now_ms),
+                run.expires_at.set(self._ttl(now_ms)),
+                run.due_shard.remove(),
+                run.due_at.remove(),
+            ]
+        task_actions: list[Any] = [task.updated_at.set(now_ms), task.version.add(1)]
+        if nxt is None:
+            task_actions += [task.next_fire_at.remove(), task.status.set(TaskStatus.COMPLETED.value)]
+        else:
+            task_actions.append(task.next_fire_at.set(nxt.scheduled_for))
+        for attempt in range(4):
+            try:
+                with self.store.transaction() as tx:
+                    tx.update(row, actions=row_actions, condition=run.status == RunStatus.PENDING.value)
+                    if nxt is not None:
+                        tx.save(nxt, condition=run.sk.does_not_exist())
+                    tx.update(
+                        task(task_pk(row.task_id), TASK_SK),
+                        actions=task_actions,
+                        condition=task.status == TaskStatus.ACTIVE.value,
+                    )
+                return True
+            except TransactWriteError as exc:
+                codes = {getattr(r, "code", None) for r in exc.cancellation_reasons if r}
+                if codes & _RACE_CODES or not codes & _TRANSIENT_CODES or attempt == 3:
+                    if codes & _RACE_CODES:
+                        report.add(lost_races=1)
+                        return False
+                    raise
+                time.sleep(0.05 * (2**attempt))  # a concurrent transaction on the same items
+        return False
+
+    def _leave_index(self, row: RunRow) -> None:
+        run = self.store.models.Run
+        try:
+            row.update(
+                actions=[run.due_shard.remove(), run.due_at.remove()],
+                condition=run.status == row.status,
+            )
+        except UpdateError:
+            pass  # it changed under us; whoever changed it owns it now
+
+    def _ttl(self, now_ms: int) -> int:
+        return now_ms // 1000 + int(self.settings.retention_days * 86400)
+
+    # --- dead runs --------------------------------------------------------------------------
+
+    def mark_dead(
+        self, row: RunRow, reason: str, report: DispatchReport | None, observed_status: str
+    ) -> bool:
+        """DLQ message first, then ``dead``: a crash in between repeats the message, never loses it."""
+        run = self.store.models.Run
+        now_ms = to_ms(self.clock.now())
+        send_dead_letter(self.sqs, self.settings, row, reason, row.error, self.clock.now())
+        try:
+            row.update(
+                actions=[
+                    run.status.set(RunStatus.DEAD.value),
+                    run.error.set(_clip(f"{reason}; last error: {row.error}" if row.error else reason)),
+                    run.finished_at.set(now_ms),
+                    run.expires_at.set(self._ttl(now_ms)),
+                    run.due_shard.remove(),
+                    run.due_at.remove(),
+                ],
+                condition=(run.status == observed_status) & (run.fence == row.fence),
+            )
+        except UpdateError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        if report is not None:
+            report.add(dead=1)
+        self._emit("dead", row, reason=reason)
+        return True
+
+    # --- sending ----------------------------------------------------------------------------
+
+    def _send(self, claimed: list[_Claimed], report: DispatchReport) -> None:
+        by_queue: dict[str, list[_Claimed]] = {}
+        for item in claimed:
+            by_queue.setdefault(self.settings.queue_for(item.row.lane), []).append(item)
+        for queue_url, items in by_queue.items():
+            for i in range(0, len(items), SEND_BATCH):
+                self._send_batch(queue_url, items[i : i + SEND_BATCH], report)
+
+    def _send_batch(self, queue_url: str, items: list[_Claimed], report: DispatchReport) -> None:
+        now_ms = to_ms(self.clock.now())
+        entries = [
+            {
+                "Id": str(i),
+                "MessageBody": Message(
+                    c.row.task_id, c.row.run_id, c.fence, int(c.row.scheduled_for), c.row.lane
+                ).to_body(),
+                "DelaySeconds": delay_seconds(int(c.row.scheduled_for), now_ms),
+            }
+            for i, c in enumerate(items)
+        ]
+        try:
+            response = self.sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+        except Exception as exc:  # noqa: BLE001 - any SQS failure: the leases bring them back
+            report.add(send_failed=len(items))
+            self._emit("send_failed", items[0].row, error=str(exc)[:200], count=len(items))
+            return
+        failed = {f["Id"] for f in response.get("Failed", [])}
+        report.add(sent=len(items) - len(failed), send_failed=len(failed))
+        for i, c in enumerate(items):
+            self._emit("send_failed" if str(i) in failed else "sent", c.row)
+
+    def _emit(self, kind: str, row: RunRow, **info: Any) -> None:
+        if self.on_event is not None:
+            self.on_event(kind, {"task_id": row.task_id, "run_id": row.run_id, **info})
+
+
+def delay_seconds(scheduled_ms: int, now_ms: int) -> int:
+    """Whole seconds to delay so the message shows up at most 1 s before ``scheduled_ms``."""
+    seconds = (scheduled_ms - now_ms) / 1000.0 - 1.0
+    return max(0, min(MAX_DELAY_SECONDS, math.ceil(seconds)))
+
+
+def _oldest_allowed(trigger: Any, scheduled: datetime, now: datetime) -> datetime | None:
+    """The oldest occurrence catch_up still replays: the CATCH_UP_LIMIT-th most recent one."""
+    recent: deque[datetime] = deque(maxlen=CATCH_UP_LIMIT)
+    t: datetime | None = scheduled
+    steps = 0
+    while t is not None and t <= now and steps < 1_000_000:
+        recent.append(t)
+        t = trigger.next(t)
+        steps += 1
+    return recent[0] if recent else None
+
+
+def _is_condition_failure(exc: PynamoDBException) -> bool:
+    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def send_dead_letter(
+    sqs: Any, settings: Settings, row: RunRow, reason: str, error: str | None, now: datetime
+) -> None:
+    """Put the record of a dead run on the DLQ: who, how many attempts, why. Never the payload."""
+    if not settings.dlq_url:
+        return
+    body = {
+        "v": MESSAGE_VERSION,
+        "kind": "dead_run",
+        "task_id": row.task_id,
+        "run_id": row.run_id,
+        "task_type": row.task_type,
+        "attempts": int(row.attempt or 0),
+        "reason": reason,
+        "error": _clip(error) if error else None,
+        "scheduled_for": from_ms(row.scheduled_for).isoformat(),
+        "dead_at": now.isoformat(),
+    }
+    sqs.send_message(QueueUrl=settings.dlq_url, MessageBody=dumps(body))

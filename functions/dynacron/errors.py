@@ -1,0 +1,51 @@
+"""Every error dynacron raises on purpose, in one place.
+
+Each error says what went wrong and, where it applies, which field and which limit.
+"""
+
+from __future__ import annotations
+
+
+class DynacronError(Exception):
+    """Base class of every error dynacron raises on purpose."""
+
+
+class ValidationError(DynacronError, ValueError):
+    """Input refused before anything was written.
+
+    ``field`` names the offending argument (``"payload"``, ``"trigger.expr"``, ...).
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+class TaskNotFound(DynacronError, LookupError):
+    """No task with this id exists in the table."""
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        super().__init__(f"task {task_id!r} not found")
+
+
+class RunNotFound(DynacronError, LookupError):
+    """No run with this id exists for the task."""
+
+    def __init__(self, task_id: str, run_id: str) -> None:
+        self.task_id = task_id
+        self.run_id = run_id
+        super().__init__(f"run {run_id!r} of task {task_id!r} not found")
+
+
+class InvalidStateError(DynacronError):
+    """The operation does not apply to the task or run in its current state."""
+
+
+class ConfigurationError(DynacronError):
+    """A required setting (table name, queue URL, ...) is missing or malformed."""
+
+
+class HandlerTimeout(DynacronError, TimeoutError):
+    """A handler overran its timeout (or the Lambda's remaining time) and was stopped."""

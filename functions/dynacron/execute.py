@@ -1,0 +1,394 @@
+"""One SQS message → one attempt: fence, wait for the second, handler with a timeout, retry, DLQ.
+
+The worker moves a run to ``running`` with a conditional write on the state it read (fence,
+status, attempt). Only one delivery can win that write, so a duplicate or stale message does
+nothing and is acknowledged; a redelivery after a crash wins it once the running attempt's lease
+has expired. Outcomes tell the caller what to do with the message:
+
+* ``ack``: delete it (done, duplicate, stale, dead, skipped, expired);
+* ``retry``: keep it; its visibility was set to the backoff, so SQS redelivers it then;
+* ``return``: keep it; it could not start in this invocation and counts no attempt.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import math
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pynamodb.exceptions import UpdateError
+
+from . import registry
+from .clock import Clock, SystemClock, from_ms, to_ms
+from .dispatch import Message, _clip, _is_condition_failure, send_dead_letter
+from .errors import HandlerTimeout, ValidationError
+from .settings import Settings
+from .store import RunRow, Store, TaskRow, dumps
+from .types import MAX_RESULT_BYTES, RetryPolicy, RunContext, RunStatus, TaskStatus
+
+EventHook = Callable[[str, dict[str, Any]], None]
+_STARTABLE = (RunStatus.QUEUED.value, RunStatus.RETRYING.value)
+
+
+class Outcome(StrEnum):
+    ACK = "ack"
+    RETRY = "retry"
+    RETURN = "return"
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    status: str  # what happened, e.g. "succeeded", "retrying", "duplicate", "dead"
+    detail: str = ""
+
+
+def idempotency_key(task_id: str, run_id: str) -> str:
+    """Stable across attempts of one run: handlers key their side effects on it."""
+    return hashlib.sha256(f"{task_id}/{run_id}".encode()).hexdigest()[:32]
+
+
+class Executor:
+    """Runs one message's attempt. Shared by the worker Lambda and the local runtime."""
+
+    def __init__(
+        self,
+        store: Store,
+        sqs: Any,
+        settings: Settings,
+        clock: Clock | None = None,
+        rand: Callable[[], float] = random.random,
+        logger: Any = None,
+        metrics: Any = None,
+        on_event: EventHook | None = None,
+        max_early_wait_s: float = 2.0,
+        safety_margin_s: float = 3.0,
+    ) -> None:
+        self.store = store
+        self.sqs = sqs
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.rand = rand
+        self.logger = logger
+        self.metrics = metrics
+        self.on_event = on_event
+        self.max_early_wait_s = max_early_wait_s
+        self.safety_margin_s = safety_margin_s
+
+    # --- entry point ---------------------------------------------------------------------
+
+    def execute(
+        self,
+        body: str,
+        receipt_handle: str | None = None,
+        queue_url: str | None = None,
+        time_left: Callable[[], float] | None = None,
+    ) -> Result:
+        time_left = time_left or (lambda: math.inf)
+        try:
+            msg = Message.parse(body)
+        except ValidationError as exc:
+            return self._undecodable(body, exc)
+        run = self.store.get_run_row(msg.task_id, msg.run_id)
+        if run is None:
+            return self._orphan(msg)
+        if run.fence != msg.fence:
+            return Result(Outcome.ACK, "stale", "fence changed: the run was claimed again")
+        verdict = self._precheck(run)
+        if verdict is not None:
+            return verdict
+        task = self.store.get_task_row(msg.task_id)
+        verdict = self._check_task(run, task)
+        if verdict is not None:
+            return verdict
+        assert task is not None
+        return self._attempt(run, task, receipt_handle, queue_url, time_left)
+
+    # --- checks before an attempt ----------------------------------------------------------
+
+    def _precheck(self, run: RunRow) -> Result | None:
+        now_ms = to_ms(self.clock.now())
+        if run.status in _STARTABLE:
+            return None
+        if run.status == RunStatus.RUNNING.value and (run.due_at or 0) <= now_ms:
+            if (run.attempt or 0) >= (run.max_attempts or 1):
+                reason = f"attempt {run.attempt} of {run.max_attempts} never finished (worker crashed)"
+                return self._dead(run, reason, run.error)
+            return None  # the worker of the last attempt died: this redelivery takes over
+        return Result(Outcome.ACK, "duplicate", f"run is {run.status}")
+
+    def _check_task(self, run: RunRow, task: TaskRow | None) -> Result | None:
+        if task is None:
+            return self._dead(run, f"task {run.task_id!r} not found (deleted?)", None)
+        if task.status == TaskStatus.CANCELLED.value or (
+            task.status == TaskStatus.PAUSED.value and not run.manual
+        ):
+            return self._finish(run, RunStatus.SKIPPED, error=f"task is {task.status}")
+        if registry.get(task.task_type) is None:
+            known = ", ".join(registry.names()) or "none"
+            reason = f"unknown handler {task.task_type!r} (registered: {known})"
+            return self._dead(run, reason, None)
+        return None
+
+    # --- the attempt ------------------------------------------------------------------------
+
+    def _attempt(
+        self,
+        run: RunRow,
+        task: TaskRow,
+        receipt: str | None,
+        queue_url: str | None,
+        time_left: Callable[[], float],
+    ) -> Result:
+        timeout = float(task.timeout)
+        wait = (int(run.scheduled_for) - to_ms(self.clock.now())) / 1000.0
+        if wait > self.max_early_wait_s:
+            # Early by more than the fraction of a second DelaySeconds cannot express: hide it
+            # again rather than hold a worker.
+            self._change_visibility(queue_url, receipt, math.ceil(wait - 1))
+            return Result(Outcome.RETURN, "early", f"{wait:.1f}s early")
+        if time_left() < max(wait, 0) + timeout + self.safety_margin_s:
+            self._change_visibility(queue_url, receipt, 0)
+            return Result(Outcome.RETURN, "no_time", "not enough time left to start")
+        if wait > 0:
+            self.clock.sleep(wait)
+        now = self.clock.now()
+        if task.expire_after is not None and now > from_ms(run.scheduled_for) + timedelta(
+            seconds=float(task.expire_after)
+        ):
+            return self._finish(run, RunStatus.EXPIRED, error="missed its deadline before it started")
+        if not self._start(run, now, timeout):
+            return Result(Outcome.ACK, "duplicate", "another delivery started this attempt")
+        budget = max(0.001, min(timeout, time_left() - self.safety_margin_s))
+        ok, value, error = self._run_handler(run, task, now, budget)
+        if ok:
+            return self._succeed(run, value, now)
+        return self._fail(run, task, error or "failed", receipt, queue_url)
+
+    def _start(self, run: RunRow, now: datetime, timeout: float) -> bool:
+        model = self.store.models.Run
+        now_ms = to_ms(now)
+        observed_attempt = int(run.attempt or 0)
+        try:
+            run.update(
+                actions=[
+                    model.status.set(RunStatus.RUNNING.value),
+                    model.attempt.set(observed_attempt + 1),
+                    model.started_at.set(now_ms),
+                    model.due_at.set(now_ms + int((timeout + self.settings.lease_s) * 1000)),
+                ],
+                condition=(model.fence == run.fence)
+                & (model.status == run.status)
+                & (model.attempt == observed_attempt),
+            )
+        except UpdateError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        lateness_ms = now_ms - int(run.scheduled_for)
+        self._metric("RunsStarted", "Count", 1)
+        self._metric("LatenessMs", "Milliseconds", lateness_ms)
+        self._emit("started", run, lateness_ms=lateness_ms)
+        self._log("info", "run started", run, lateness_ms=lateness_ms)
+        return True
+
+    def _run_handler(
+        self, run: RunRow, task: TaskRow, started: datetime, budget: float
+    ) -> tuple[bool, Any, str | None]:
+        func = registry.get(task.task_type)
+        ctx = RunContext(
+            task_id=run.task_id,
+            run_id=run.run_id,
+            attempt=int(run.attempt),
+            scheduled_for=from_ms(run.scheduled_for),
+            idempotency_key=idempotency_key(run.task_id, run.run_id),
+            deadline=started + timedelta(seconds=budget),
+            task_type=task.task_type,
+            lane=run.lane,
+        )
+        payload = json.loads(task.payload)  # a fresh copy per attempt
+        return run_with_timeout(func, payload, ctx, budget)
+
+    # --- endings ------------------------------------------------------------------------------
+
+    def _succeed(self, run: RunRow, value: Any, started: datetime) -> Result:
+        res = self._finish(run, RunStatus.SUCCEEDED, result=_encode_result(value), running=True)
+        if res.status == RunStatus.SUCCEEDED.value:
+            self._metric("RunsSucceeded", "Count", 1)
+        return res
+
+    def _fail(
+        self, run: RunRow, task: TaskRow, error: str, receipt: str | None, queue_url: str | None
+    ) -> Result:
+        self._metric("RunsFailed", "Count", 1)
+        attempt = int(run.attempt)
+        if attempt >= int(run.max_attempts or 1):
+            run.error = error
+            return self._dead(run, f"retries exhausted after {attempt} attempts", error)
+        policy = RetryPolicy.from_dict(json.loads(task.retry))
+        backoff = policy.backoff(attempt, self.rand())
+        model = self.store.models.Run
+        now_ms = to_ms(self.clock.now())
+        try:
+            run.update(
+                actions=[
+                    model.status.set(RunStatus.RETRYING.value),
+                    model.error.set(_clip(error)),
+                    model.due_at.set(now_ms + int((backoff + self.settings.lease_s) * 1000)),
+                ],
+                condition=(model.fence == run.fence)
+                & (model.status == RunStatus.RUNNING.value)
+                & (model.attempt == attempt),
+            )
+        except UpdateError as exc:
+            if _is_condition_failure(exc):
+                return Result(Outcome.ACK, "stale", "run was reclaimed while this attempt ran")
+            raise
+        self._change_visibility(queue_url, receipt, math.ceil(backoff))
+        self._emit("retrying", run, backoff_s=backoff, error=error[:200])
+        self._log("warning", "attempt failed, will retry", run, backoff_s=round(backoff, 3))
+        return Result(Outcome.RETRY, RunStatus.RETRYING.value, f"retry in {backoff:.1f}s")
+
+    def _dead(self, run: RunRow, reason: str, error: str | None) -> Result:
+        """DLQ first, then mark dead (a crash between them repeats the message, never loses it)."""
+        send_dead_letter(self.sqs, self.settings, run, reason, error, self.clock.now())
+        res = self._finish(run, RunStatus.DEAD, error=f"{reason}: {error}" if error else reason)
+        if res.status == RunStatus.DEAD.value:
+            self._metric("RunsDead", "Count", 1)
+            self._log("error", "run dead", run, reason=reason)
+        return res
+
+    def _finish(
+        self,
+        run: RunRow,
+        status: RunStatus,
+        error: str | None = None,
+        result: str | None = None,
+        running: bool = False,
+    ) -> Result:
+        model = self.store.models.Run
+        now_ms = to_ms(self.clock.now())
+        actions = [
+            model.status.set(status.value),
+            model.finished_at.set(now_ms),
+            model.expires_at.set(now_ms // 1000 + int(self.settings.retention_days * 86400)),
+            model.due_shard.remove(),
+            model.due_at.remove(),
+        ]
+        if error is not None:
+            actions.append(model.error.set(_clip(error)))
+        if result is not None:
+            actions.append(model.result.set(result))
+        condition = (model.fence == run.fence) & (model.status == run.status)
+        if running:
+            condition = (model.fence == run.fence) & (model.status == RunStatus.RUNNING.value) & (
+                model.attempt == run.attempt
+            )
+        try:
+            run.update(actions=actions, condition=condition)
+        except UpdateError as exc:
+            if _is_condition_failure(exc):
+                return Result(Outcome.ACK, "stale", f"run changed before it could be {status}")
+            raise
+        self._emit(status.value, run, error=(error or "")[:200])
+        return Result(Outcome.ACK, status.value, error or "")
+
+    def _undecodable(self, body: str, exc: ValidationError) -> Result:
+        if self.settings.dlq_url:
+            record = {"v": 1, "kind": "undecodable", "reason": str(exc), "body": body[:2048]}
+            self.sqs.send_message(QueueUrl=self.settings.dlq_url, MessageBody=dumps(record))
+        self._log("error", "undecodable message", None, reason=str(exc))
+        self._emit("undecodable", None, error=str(exc))
+        return Result(Outcome.ACK, "undecodable", str(exc))
+
+    def _orphan(self, msg: Message) -> Result:
+        """The message names a run that does not exist (its task was deleted): DLQ and ack."""
+        reason = f"run {msg.run_id!r} of task {msg.task_id!r} not found (deleted?)"
+        if self.settings.dlq_url:
+            record = {"v": 1, "kind": "orphan", "task_id": msg.task_id, "run_id": msg.run_id,
+                      "reason": reason}
+            self.sqs.send_message(QueueUrl=self.settings.dlq_url, MessageBody=dumps(record))
+        self._emit("orphan", None, error=reason)
+        return Result(Outcome.ACK, "orphan", reason)
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    def _change_visibility(self, queue_url: str | None, receipt: str | None, seconds: int) -> None:
+        if not queue_url or not receipt:
+            return
+        try:
+            self.sqs.change_message_visibility(
+                QueueUrl=queue_url, ReceiptHandle=receipt, VisibilityTimeout=max(0, min(43200, seconds))
+            )
+        except Exception as exc:  # noqa: BLE001 - the run's lease still brings it back
+            self._log("warning", "could not change visibility", None, error=str(exc)[:200])
+
+    def _metric(self, name: str, unit: str, value: float) -> None:
+        if self.metrics is not None:
+            self.metrics.add_metric(name=name, unit=unit, value=value)
+
+    def _emit(self, kind: str, run: RunRow | None, **info: Any) -> None:
+        if self.on_event is not None:
+            ids = {"task_id": run.task_id, "run_id": run.run_id} if run is not None else {}
+            self.on_event(kind, {**ids, **info})
+
+    def _log(self, level: str, message: str, run: RunRow | None, **extra: Any) -> None:
+        if self.logger is None:
+            return
+        if run is not None:  # ids and attempt only: payloads never reach the logs
+            extra.update(task_id=run.task_id, run_id=run.run_id, attempt=int(run.attempt or 0))
+        getattr(self.logger, level)(message, extra=extra)
+
+
+def _encode_result(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        text = dumps(value)
+    except (TypeError, ValueError):
+        text = dumps(repr(value))
+    if len(text.encode()) > MAX_RESULT_BYTES:
+        text = text.encode()[: MAX_RESULT_BYTES - 3].decode(errors="ignore") + "…"
+    return text
+
+
+def run_with_timeout(
+    func: Callable[..., Any], payload: dict[str, Any], ctx: RunContext, timeout_s: float
+) -> tuple[bool, Any, str | None]:
+    """Call the handler in a thread; past ``timeout_s`` it is stopped and the attempt fails.
+
+    Python cannot kill a thread: an overrunning handler gets ``HandlerTimeout`` raised inside it
+    (which ends pure-Python code at its next bytecode) and is then abandoned as a daemon thread,
+    so a handler blocked in C code may keep running in the background until the process ends.
+    """
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = func(payload, ctx)
+        except BaseException as exc:  # noqa: BLE001 - reported as the attempt's error
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"dynacron-{ctx.run_id}", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        _raise_in(thread, HandlerTimeout)
+        return False, None, f"HandlerTimeout: timed out after {timeout_s:g}s"
+    if "error" in box:
+        exc = box["error"]
+        return False, None, f"{type(exc).__name__}: {exc}"
+    return True, box.get("value"), None
+
+
+def _raise_in(thread: threading.Thread, exc_type: type[BaseException]) -> None:
+    if thread.ident is not None:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(exc_type))

@@ -1,0 +1,1 @@
+"""Thin Lambda entrypoints: build dependencies once, delegate to the library."""

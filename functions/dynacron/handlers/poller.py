@@ -1,0 +1,29 @@
+"""Poller Lambda (EventBridge, every minute): claim what falls due in the window and send it."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from ..dispatch import Dispatcher
+from ..settings import Settings
+
+
+@cache
+def _dispatcher() -> Dispatcher:
+    from ..aws import sqs_client
+    from ..store import Store
+
+    settings = Settings.from_env()
+    return Dispatcher(Store(settings), sqs_client(settings), settings)
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
+    """Returns (and logs) how many runs it found, claimed, sent and left for the next tick."""
+    from aws_lambda_powertools import Logger
+
+    getter = getattr(context, "get_remaining_time_in_millis", None)
+    time_left = (lambda: getter() / 1000.0) if getter else None
+    report = _dispatcher().poll(time_left=time_left).as_dict()
+    Logger(service="dynacron").info("poll finished", extra=report)
+    return report

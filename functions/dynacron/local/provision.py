@@ -1,0 +1,142 @@
+"""Create, on any DynamoDB/SQS endpoint, the table and queues that ``template.yaml`` declares.
+
+The template is the single description of the resources: this module reads their Properties
+(keys, index, TTL, queue attributes, redrive) instead of repeating them. Billing and throughput
+settings are cloud concerns and are ignored locally.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML loader that understands CloudFormation short tags (!Ref, !Sub, !GetAtt, ...)."""
+
+
+def _cfn_tag(loader: yaml.Loader, suffix: str, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    if suffix == "Ref":
+        return {"Ref": value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{suffix}": value}
+
+
+_CfnLoader.add_multi_constructor("!", _cfn_tag)
+
+
+def load_template(path: str | Path) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as fh:
+        return yaml.load(fh, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+
+
+def find_template() -> Path:
+    """``$DYNACRON_TEMPLATE``, else ``template.yaml`` in the cwd or the source checkout."""
+    candidates = [os.environ.get("DYNACRON_TEMPLATE"), "template.yaml",
+                  Path(__file__).resolve().parents[3] / "template.yaml"]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    raise FileNotFoundError(
+        "template.yaml not found: run from the dynacron checkout or set DYNACRON_TEMPLATE"
+    )
+
+
+@dataclass(frozen=True)
+class Resources:
+    table_name: str
+    queue_url: str
+    dlq_url: str
+
+
+def _resources_of(template: dict[str, Any], cfn_type: str) -> dict[str, dict[str, Any]]:
+    return {
+        name: res.get("Properties", {})
+        for name, res in template.get("Resources", {}).items()
+        if res.get("Type") == cfn_type
+    }
+
+
+def provision(
+    dynamodb: Any, sqs: Any, template: dict[str, Any], prefix: str = "dynacron"
+) -> Resources:
+    """Create the template's table and queues (idempotent) and return their names/URLs."""
+    tables = _resources_of(template, "AWS::DynamoDB::Table")
+    queues = _resources_of(template, "AWS::SQS::Queue")
+    if len(tables) != 1 or "WorkQueue" not in queues or "DeadLetterQueue" not in queues:
+        raise ValueError("template.yaml must declare one table, WorkQueue and DeadLetterQueue")
+    (table_id, table_props), = tables.items()
+    table_name = f"{prefix}-{table_id}"
+    _create_table(dynamodb, table_name, table_props)
+    urls: dict[str, str] = {}
+    arns: dict[str, str] = {}
+    # Dead-letter queues first, so a redrive policy can point at them.
+    for logical_id in sorted(queues, key=lambda q: "RedrivePolicy" in queues[q]):
+        url = _create_queue(sqs, f"{prefix}-{logical_id}", queues[logical_id], arns)
+        urls[logical_id] = url
+        arns[logical_id] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+    return Resources(table_name, urls["WorkQueue"], urls["DeadLetterQueue"])
+
+
+def _plain(value: Any) -> bool:
+    return not (isinstance(value, dict) and any(k == "Ref" or k.startswith("Fn::") for k in value))
+
+
+def _create_table(dynamodb: Any, name: str, props: dict[str, Any]) -> None:
+    gsis = [
+        {k: v for k, v in gsi.items() if k in ("IndexName", "KeySchema", "Projection")}
+        for gsi in props.get("GlobalSecondaryIndexes", [])
+    ]
+    kwargs: dict[str, Any] = {
+        "TableName": name,
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "KeySchema": props["KeySchema"],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    if gsis:
+        kwargs["GlobalSecondaryIndexes"] = gsis
+    try:
+        dynamodb.create_table(**kwargs)
+    except dynamodb.exceptions.ResourceInUseException:
+        return
+    dynamodb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 0.2})
+    ttl = props.get("TimeToLiveSpecification")
+    if ttl and _plain(ttl) and ttl.get("Enabled"):
+        spec = {"Enabled": True, "AttributeName": ttl["AttributeName"]}
+        dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=spec)
+
+
+_QUEUE_ATTRIBUTES = (
+    "DelaySeconds",
+    "MaximumMessageSize",
+    "MessageRetentionPeriod",
+    "ReceiveMessageWaitTimeSeconds",
+    "VisibilityTimeout",
+)
+
+
+def _create_queue(sqs: Any, name: str, props: dict[str, Any], arns: dict[str, str]) -> str:
+    attributes = {k: str(props[k]) for k in _QUEUE_ATTRIBUTES if k in props and _plain(props[k])}
+    redrive = props.get("RedrivePolicy")
+    if redrive:
+        target = redrive["deadLetterTargetArn"]
+        if isinstance(target, dict):  # {"Fn::GetAtt": [LogicalId, "Arn"]}
+            target = arns[target["Fn::GetAtt"][0]]
+        attributes["RedrivePolicy"] = json.dumps(
+            {"deadLetterTargetArn": target, "maxReceiveCount": int(redrive["maxReceiveCount"])}
+        )
+    return sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]

@@ -1,0 +1,480 @@
+"""The Python SDK: ``Scheduler``.
+
+Every write validates first (``ValidationError`` before anything is stored), then writes in one
+transaction. A task due sooner than the poller's next tick is dispatched by the SDK itself through
+the same claim-and-send code the poller uses (``dispatch.Dispatcher``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+from pynamodb.exceptions import TransactWriteError
+
+from .clock import Clock, SystemClock, to_ms
+from .dispatch import Dispatcher
+from .errors import InvalidStateError, RunNotFound, TaskNotFound, ValidationError
+from .registry import check_name
+from .settings import Settings
+from .store import (
+    TASK_SK,
+    RunRow,
+    Store,
+    TaskRow,
+    dumps,
+    manual_run_id,
+    run_from_row,
+    run_sk,
+    scheduled_run_id,
+    shard_of,
+    task_from_row,
+    task_pk,
+)
+from .triggers import At, Trigger
+from .types import (
+    MAX_ID_LENGTH,
+    MAX_PAYLOAD_BYTES,
+    MisfirePolicy,
+    RetryPolicy,
+    Run,
+    RunStatus,
+    Task,
+    TaskStatus,
+    to_seconds,
+)
+
+#: An ``At`` up to this far in the past is accepted and runs at once; older is refused.
+PAST_GRACE_SECONDS = 60.0
+_OPTIMISTIC_RETRIES = 5
+
+
+class Scheduler:
+    """Create and manage tasks.
+
+    >>> s = Scheduler()  # DYNACRON_TABLE, DYNACRON_QUEUE_URL, AWS_ENDPOINT_URL from the env
+    >>> t = s.schedule("send-email", {"to": "a@b.c"}, trigger=Cron("30 9 * * MON-FRI",
+    ...                tz="Europe/Berlin"), retry=RetryPolicy(max_attempts=5), timeout=30)
+    >>> s.runs(t.task_id)  # newest first
+    """
+
+    def __init__(
+        self,
+        table_name: str | None = None,
+        queue_url: str | None = None,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        *,
+        settings: Settings | None = None,
+        clock: Clock | None = None,
+        sqs: Any = None,
+    ) -> None:
+        self.settings = settings or Settings.from_env(
+            table_name=table_name, queue_url=queue_url, endpoint_url=endpoint_url, region=region
+        )
+        self.settings.require_table()
+        self.clock = clock or SystemClock()
+        self.store = Store(self.settings)
+        self._sqs = sqs
+
+    @property
+    def sqs(self) -> Any:
+        if self._sqs is None:
+            from .aws import sqs_client
+
+            self._sqs = sqs_client(self.settings)
+        return self._sqs
+
+    def _dispatcher(self) -> Dispatcher:
+        return Dispatcher(self.store, self.sqs, self.settings, clock=self.clock)
+
+    # --- create ------------------------------------------------------------------------------
+
+    def schedule(
+        self,
+        task_type: str,
+        payload: dict[str, Any] | None = None,
+        trigger: Trigger | None = None,
+        task_id: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | timedelta = 60,
+        *,
+        misfire: MisfirePolicy | str = MisfirePolicy.RUN_ONCE,
+        lane: str = "default",
+        expire_after: float | timedelta | None = None,
+    ) -> Task:
+        """Create a task (idempotent on ``task_id``); returns it.
+
+        Raises ``ValidationError`` (naming the field and the limit) before anything is written.
+        Calling again with the same ``task_id`` and the same arguments returns the existing task;
+        with different arguments it raises ``ValidationError``.
+        """
+        now = self.clock.now()
+        spec = self._validate(task_type, payload, trigger, task_id, retry, timeout, misfire, lane,
+                              expire_after)
+        trigger = spec["trigger"]
+        anchored = trigger.anchored(now)
+        first = anchored.first(now)
+        if first is None:
+            raise ValidationError("trigger", "has no fire time in the future")
+        task_id = task_id or secrets.token_hex(12)
+        task_row, run_row = self._rows(task_id, spec, anchored, first, now)
+        try:
+            with self.store.transaction() as tx:
+                tx.save(task_row, condition=self.store.models.Task.pk.does_not_exist())
+                tx.save(run_row, condition=self.store.models.Run.pk.does_not_exist())
+        except TransactWriteError as exc:
+            return self._existing(task_id, spec["hash"], exc)
+        self._short_notice(run_row)
+        return task_from_row(task_row)
+
+    def _validate(
+        self,
+        task_type: Any,
+        payload: Any,
+        trigger: Any,
+        task_id: Any,
+        retry: Any,
+        timeout: Any,
+        misfire: Any,
+        lane: Any,
+        expire_after: Any,
+    ) -> dict[str, Any]:
+        check_name("task_type", task_type, MAX_ID_LENGTH)
+        if task_id is not None:
+            check_name("task_id", task_id, MAX_ID_LENGTH)
+        check_name("lane", lane, 64)
+        if lane != "default" and lane not in self.settings.lane_queues:
+            raise ValidationError("lane", f"unknown lane {lane!r} (configure DYNACRON_LANE_QUEUES)")
+        payload_text = _payload_text({} if payload is None else payload)
+        if not isinstance(trigger, Trigger):
+            raise ValidationError("trigger", "must be At(...), Every(...) or Cron(...)")
+        trigger.validate_for_schedule(self.clock.now(), PAST_GRACE_SECONDS)
+        retry = RetryPolicy() if retry is None else retry
+        if not isinstance(retry, RetryPolicy):
+            raise ValidationError("retry", "must be a RetryPolicy")
+        timeout_s = to_seconds(timeout, "timeout")
+        if not 0 < timeout_s <= self.settings.max_timeout_s:
+            raise ValidationError(
+                "timeout",
+                f"must be > 0 and ≤ {self.settings.max_timeout_s:g} s (the worker's maximum), "
+                f"got {timeout_s:g}",
+            )
+        try:
+            misfire = MisfirePolicy(misfire)
+        except ValueError:
+            allowed = ", ".join(p.value for p in MisfirePolicy)
+            raise ValidationError("misfire", f"must be one of {allowed}, got {misfire!r}") from None
+        expire_s = None
+        if expire_after is not None:
+            expire_s = to_seconds(expire_after, "expire_after")
+            if expire_s <= 0:
+                raise ValidationError("expire_after", "must be > 0 seconds")
+        spec = {
+            "task_type": task_type,
+            "payload": payload_text,
+            "trigger": trigger.to_dict(),
+            "retry": retry.to_dict(),
+            "timeout": timeout_s,
+            "misfire": misfire.value,
+            "lane": lane,
+            "expire_after": expire_s,
+        }
+        digest = hashlib.sha256(dumps(spec).encode()).hexdigest()
+        return {**spec, "trigger": trigger, "retry": retry, "hash": digest}
+
+    def _rows(
+        self, task_id: str, spec: dict[str, Any], trigger: Trigger, first: Any, now: Any
+    ) -> tuple[TaskRow, RunRow]:
+        now_ms, first_ms = to_ms(now), to_ms(first)
+        shard = shard_of(task_id, self.settings.shards)
+        trigger_text = dumps(trigger.to_dict())
+        task_row = self.store.new_task_row(
+            pk=task_pk(task_id),
+            sk=TASK_SK,
+            task_id=task_id,
+            task_type=spec["task_type"],
+            payload=spec["payload"],
+            trigger=trigger_text,
+            retry=dumps(spec["retry"].to_dict()),
+            timeout=spec["timeout"],
+            status=TaskStatus.ACTIVE.value,
+            next_fire_at=first_ms,
+            created_at=now_ms,
+            updated_at=now_ms,
+            version=1,
+            misfire=spec["misfire"],
+            lane=spec["lane"],
+            expire_after=spec["expire_after"],
+            spec_hash=spec["hash"],
+            shard=shard,
+        )
+        run_row = self._run_row(task_row, scheduled_run_id(first_ms), first_ms, manual=False)
+        return task_row, run_row
+
+    def _run_row(self, task: TaskRow, run_id: str, when_ms: int, manual: bool) -> RunRow:
+        return self.store.new_run_row(
+            pk=task.pk,
+            sk=run_sk(run_id),
+            task_id=task.task_id,
+            run_id=run_id,
+            task_type=task.task_type,
+            scheduled_for=when_ms,
+            status=RunStatus.PENDING.value,
+            attempt=0,
+            max_attempts=RetryPolicy.from_dict(json.loads(task.retry)).max_attempts,
+            dispatches=0,
+            manual=manual,
+            lane=task.lane,
+            trigger=None if manual else task.trigger,
+            misfire=None if manual else task.misfire,
+            due_shard=int(task.shard),
+            due_at=when_ms,
+        )
+
+    def _existing(self, task_id: str, spec_hash: str, exc: TransactWriteError) -> Task:
+        row = self.store.get_task_row(task_id)
+        if row is None:
+            raise exc
+        if row.spec_hash != spec_hash:
+            raise ValidationError(
+                "task_id", f"task {task_id!r} already exists with different arguments"
+            ) from None
+        return task_from_row(row)
+
+    def _short_notice(self, run_row: RunRow) -> None:
+        """Dispatch now what would otherwise wait for the poller's next tick."""
+        if not self.settings.queue_url:
+            return  # no queue configured: the poller will pick it up
+        tick_ms = to_ms(self.clock.now()) + int(self.settings.period_s * 1000)
+        if int(run_row.scheduled_for) <= tick_ms:
+            self._dispatcher().dispatch([run_row])
+
+    # --- read ----------------------------------------------------------------------------------
+
+    def get(self, task_id: str) -> Task:
+        """The task; raises ``TaskNotFound``."""
+        return task_from_row(self._task_row(task_id))
+
+    def _task_row(self, task_id: str) -> TaskRow:
+        if not isinstance(task_id, str) or not task_id:
+            raise TaskNotFound(str(task_id))
+        row = self.store.get_task_row(task_id)
+        if row is None:
+            raise TaskNotFound(task_id)
+        return row
+
+    def list(self, status: TaskStatus | str | None = None, task_type: str | None = None) -> Iterator[Task]:
+        """All tasks, optionally filtered (a table Scan: meant for operators, not hot paths)."""
+        wanted = None if status is None else TaskStatus(status).value
+        for row in self.store.scan_tasks():
+            if (wanted is None or row.status == wanted) and (task_type in (None, row.task_type)):
+                yield task_from_row(row)
+
+    def runs(self, task_id: str, limit: int | None = None) -> list[Run]:
+        """The task's runs, newest first."""
+        self._task_row(task_id)
+        return [run_from_row(r) for r in self.store.query_runs(task_id, limit=limit)]
+
+    def get_run(self, task_id: str, run_id: str) -> Run:
+        row = self.store.get_run_row(task_id, run_id)
+        if row is None:
+            raise RunNotFound(task_id, run_id)
+        return run_from_row(row)
+
+    # --- change --------------------------------------------------------------------------------
+
+    def pause(self, task_id: str) -> Task:
+        """Stop future occurrences; the pending run leaves the due index (it stays ``pending``)."""
+        return self._change(task_id, self._pause_tx, {TaskStatus.ACTIVE.value}, TaskStatus.PAUSED)
+
+    def resume(self, task_id: str) -> Task:
+        """Continue at the next *future* fire; occurrences missed while paused are not replayed."""
+        return self._change(task_id, self._resume_tx, {TaskStatus.PAUSED.value}, TaskStatus.ACTIVE)
+
+    def cancel(self, task_id: str) -> Task:
+        """End the task: nothing of it stays due (a run already executing may finish)."""
+        allowed = {TaskStatus.ACTIVE.value, TaskStatus.PAUSED.value}
+        task = self._change(task_id, self._cancel_tx, allowed, TaskStatus.CANCELLED)
+        self._skip_claimed_runs(task_id, "task cancelled")
+        return task
+
+    def _change(self, task_id: str, build: Any, allowed: set[str], target: TaskStatus) -> Task:
+        for _ in range(_OPTIMISTIC_RETRIES):
+            row = self._task_row(task_id)
+            if row.status == target.value:
+                return task_from_row(row)
+            if row.status not in allowed:
+                raise InvalidStateError(f"task {task_id!r} is {row.status}; cannot make it {target}")
+            try:
+                extra = build(row)
+                self._commit_task_change(row, target, extra)
+            except TransactWriteError:
+                continue  # the poller moved the task (claimed its run) meanwhile: read again
+            if target is TaskStatus.ACTIVE:
+                self._short_notice_head(task_id)
+            return self.get(task_id)
+        raise InvalidStateError(f"task {task_id!r} kept changing; try again")
+
+    def _commit_task_change(self, row: TaskRow, target: TaskStatus, extra: list[Any]) -> None:
+        task = self.store.models.Task
+        now_ms = to_ms(self.clock.now())
+        actions = [task.status.set(target.value), task.updated_at.set(now_ms), task.version.add(1)]
+        next_fire = None
+        for op in extra:
+            if op[0] == "next_fire_at":
+                next_fire = op[1]
+        if target is TaskStatus.ACTIVE:
+            actions.append(
+                task.next_fire_at.set(next_fire) if next_fire is not None else task.next_fire_at.remove()
+            )
+            if next_fire is None:
+                actions[0] = task.status.set(TaskStatus.COMPLETED.value)
+        if target is TaskStatus.CANCELLED:
+            actions.append(task.next_fire_at.remove())
+        with self.store.transaction() as tx:
+            tx.update(row, actions=actions, condition=task.version == row.version)
+            for op in extra:
+                if op[0] != "next_fire_at":
+                    op[1](tx)
+
+    def _head(self, row: TaskRow) -> RunRow | None:
+        if row.next_fire_at is None:
+            return None
+        return self.store.get_run_row(row.task_id, scheduled_run_id(int(row.next_fire_at)))
+
+    def _pause_tx(self, row: TaskRow) -> list[Any]:
+        head = self._head(row)
+        if head is None or head.status != RunStatus.PENDING.value:
+            return []
+        run = self.store.models.Run
+        return [("run", lambda tx: tx.update(
+            head, actions=[run.due_shard.remove(), run.due_at.remove()],
+            condition=run.status == RunStatus.PENDING.value,
+        ))]
+
+    def _cancel_tx(self, row: TaskRow) -> list[Any]:
+        head = self._head(row)
+        if head is None or head.status != RunStatus.PENDING.value:
+            return []
+        return [("run", lambda tx: tx.update(
+            head, actions=self._skip_actions("task cancelled"),
+            condition=self.store.models.Run.status == RunStatus.PENDING.value,
+        ))]
+
+    def _skip_actions(self, reason: str) -> list[Any]:
+        run = self.store.models.Run
+        now_ms = to_ms(self.clock.now())
+        return [
+            run.status.set(RunStatus.SKIPPED.value),
+            run.error.set(reason),
+            run.finished_at.set(now_ms),
+            run.expires_at.set(now_ms // 1000 + int(self.settings.retention_days * 86400)),
+            run.due_shard.remove(),
+            run.due_at.remove(),
+        ]
+
+    def _resume_tx(self, row: TaskRow) -> list[Any]:
+        from .triggers import trigger_from_dict
+
+        now = self.clock.now()
+        trigger = trigger_from_dict(json.loads(row.trigger))
+        head = self._head(row)
+        nxt = trigger.first(now)
+        if nxt is None and isinstance(trigger, At):
+            nxt = now  # a one-time task resumed after its time runs once, now
+        ops: list[Any] = []
+        run = self.store.models.Run
+        nxt_ms = None if nxt is None else to_ms(nxt)
+        if head is not None and head.status == RunStatus.PENDING.value:
+            if nxt_ms == int(head.scheduled_for):
+                ops.append(("run", lambda tx: tx.update(
+                    head, actions=[run.due_shard.set(int(row.shard)), run.due_at.set(nxt_ms)],
+                    condition=run.status == RunStatus.PENDING.value,
+                )))
+                return [*ops, ("next_fire_at", nxt_ms)]
+            ops.append(("run", lambda tx: tx.update(
+                head, actions=self._skip_actions("missed while the task was paused"),
+                condition=run.status == RunStatus.PENDING.value,
+            )))
+        if nxt_ms is not None:
+            new = self._run_row(row, scheduled_run_id(nxt_ms), nxt_ms, manual=False)
+            ops.append(("run", lambda tx: tx.save(new, condition=run.sk.does_not_exist())))
+        return [*ops, ("next_fire_at", nxt_ms)]
+
+    def _short_notice_head(self, task_id: str) -> None:
+        row = self.store.get_task_row(task_id)
+        head = self._head(row) if row is not None else None
+        if head is not None and head.status == RunStatus.PENDING.value:
+            self._short_notice(head)
+
+    def _skip_claimed_runs(self, task_id: str, reason: str) -> None:
+        """Queued or retrying runs of a cancelled task leave the index (the worker skips them too)."""
+        run = self.store.models.Run
+        for r in self.store.query_runs(task_id):
+            if r.status in (RunStatus.QUEUED.value, RunStatus.RETRYING.value, RunStatus.PENDING.value):
+                try:
+                    r.update(actions=self._skip_actions(reason),
+                             condition=(run.status == r.status) & (run.fence == r.fence)
+                             if r.fence else run.status == r.status)
+                except Exception:  # noqa: BLE001 - it moved on; the worker checks the task anyway
+                    continue
+
+    def trigger_now(self, task_id: str) -> Run:
+        """An extra run now, outside the trigger (also for a paused task; not for a cancelled one)."""
+        row = self._task_row(task_id)
+        if row.status == TaskStatus.CANCELLED.value:
+            raise InvalidStateError(f"task {task_id!r} is cancelled")
+        now_ms = to_ms(self.clock.now())
+        run_row = self._run_row(row, manual_run_id(now_ms, secrets.token_hex(3)), now_ms, manual=True)
+        run_row.save(condition=self.store.models.Run.sk.does_not_exist())
+        self._short_notice(run_row)
+        return self.get_run(task_id, run_row.run_id)
+
+    def redrive(self, task_id: str, run_id: str) -> Run:
+        """Give a ``dead`` or ``expired`` run a fresh set of attempts, now."""
+        row = self.store.get_run_row(task_id, run_id)
+        if row is None:
+            raise RunNotFound(task_id, run_id)
+        if row.status not in (RunStatus.DEAD.value, RunStatus.EXPIRED.value):
+            raise InvalidStateError(f"run {run_id!r} is {row.status}; only dead or expired runs redrive")
+        task = self._task_row(task_id)
+        run = self.store.models.Run
+        now_ms = to_ms(self.clock.now())
+        allowed = int(row.attempt or 0) + RetryPolicy.from_dict(json.loads(task.retry)).max_attempts
+        row.update(
+            actions=[
+                run.status.set(RunStatus.PENDING.value),
+                run.max_attempts.set(allowed),
+                run.dispatches.set(0),
+                run.due_shard.set(int(task.shard)),
+                run.due_at.set(now_ms),
+                run.expires_at.remove(),
+                run.trigger.remove(),  # a redriven run does not chain: its successor exists
+                run.manual.set(True),
+            ],
+            condition=run.status == row.status,
+        )
+        self._short_notice(row)
+        return self.get_run(task_id, run_id)
+
+
+def _payload_text(payload: Any) -> str:
+    if not isinstance(payload, dict):
+        raise ValidationError("payload", f"must be a JSON object (dict), got {type(payload).__name__}")
+    try:
+        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError("payload", f"is not JSON-serializable ({exc})") from None
+    size = len(text.encode())
+    if size > MAX_PAYLOAD_BYTES:
+        raise ValidationError(
+            "payload", f"is {size} bytes as JSON, the limit is {MAX_PAYLOAD_BYTES} bytes"
+        )
+    return text
+
+

@@ -1,0 +1,105 @@
+"""Configuration, read from the environment in one place and passed down.
+
+Every knob has a default that works for a small deployment; ``template.yaml`` sets the same
+variables on the Lambdas from its parameters.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .errors import ConfigurationError
+
+DEFAULT_REGION = "us-east-1"
+
+
+def _num(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a number") from None
+
+
+def _lanes(raw: str | None) -> dict[str, str]:
+    """``DYNACRON_LANE_QUEUES="fast=https://...,bulk=https://..."`` → {lane: queue_url}."""
+    lanes: dict[str, str] = {}
+    for part in (raw or "").split(","):
+        if part.strip():
+            name, sep, url = part.partition("=")
+            if not sep or not name.strip() or not url.strip():
+                raise ConfigurationError(f"DYNACRON_LANE_QUEUES entry {part!r} is not lane=url")
+            lanes[name.strip()] = url.strip()
+    return lanes
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything dynacron reads from its environment.
+
+    ``window_s`` must stay ≤ 900 s (the SQS DelaySeconds maximum) and be longer than
+    ``period_s`` so a run is claimed before it falls due.
+    """
+
+    table_name: str | None = None
+    queue_url: str | None = None
+    dlq_url: str | None = None
+    endpoint_url: str | None = None
+    region: str = DEFAULT_REGION
+    shards: int = 8
+    period_s: float = 60.0
+    window_s: float = 90.0
+    lease_s: float = 300.0
+    misfire_grace_s: float = 60.0
+    max_timeout_s: float = 870.0
+    retention_days: float = 30.0
+    max_dispatches: int = 10
+    handlers: tuple[str, ...] = ()
+    lane_queues: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.shards <= 1000:
+            raise ConfigurationError(f"shards must be 1..1000, got {self.shards}")
+        if not 0 < self.window_s <= 900:
+            raise ConfigurationError(f"window must be 0..900 s (SQS DelaySeconds), got {self.window_s}")
+        if self.lease_s <= 0:
+            raise ConfigurationError("lease must be positive")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if env is None else env
+        base = cls(
+            table_name=env.get("DYNACRON_TABLE") or None,
+            queue_url=env.get("DYNACRON_QUEUE_URL") or None,
+            dlq_url=env.get("DYNACRON_DLQ_URL") or None,
+            endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION,
+            shards=int(_num(env, "DYNACRON_SHARDS", 8)),
+            period_s=_num(env, "DYNACRON_POLL_PERIOD_SECONDS", 60.0),
+            window_s=_num(env, "DYNACRON_WINDOW_SECONDS", 90.0),
+            lease_s=_num(env, "DYNACRON_LEASE_SECONDS", 300.0),
+            misfire_grace_s=_num(env, "DYNACRON_MISFIRE_GRACE_SECONDS", 60.0),
+            max_timeout_s=_num(env, "DYNACRON_MAX_TIMEOUT_SECONDS", 870.0),
+            retention_days=_num(env, "DYNACRON_RETENTION_DAYS", 30.0),
+            max_dispatches=int(_num(env, "DYNACRON_MAX_DISPATCHES", 10)),
+            handlers=tuple(m.strip() for m in env.get("DYNACRON_HANDLERS", "").split(",") if m.strip()),
+            lane_queues=_lanes(env.get("DYNACRON_LANE_QUEUES")),
+        )
+        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+    def require_table(self) -> str:
+        if not self.table_name:
+            raise ConfigurationError("no table: set DYNACRON_TABLE or pass table_name=")
+        return self.table_name
+
+    def queue_for(self, lane: str) -> str:
+        """The queue URL a run of ``lane`` is sent to (runs carry their lane; see DESIGN)."""
+        url = self.lane_queues.get(lane) or self.queue_url
+        if not url:
+            raise ConfigurationError("no queue: set DYNACRON_QUEUE_URL or pass queue_url=")
+        return url

@@ -1,0 +1,295 @@
+"""The table: PynamoDB models, keys, the sharded due index. The only module that knows them.
+
+One table holds both kinds of item, side by side under the task's partition key so that a task
+and its history are one Query:
+
+========  ==================  =====================================================
+item      pk                  sk
+========  ==================  =====================================================
+task      ``T#<task_id>``     ``TASK``
+run       ``T#<task_id>``     ``RUN#<run_id>``; run_id = ``<scheduled ms, 13 digits>-<kind>``
+========  ==================  =====================================================
+
+The ``due-index`` GSI is sparse: only runs the poller must look at carry ``due_shard`` (hash)
+and ``due_at`` (range, epoch ms). A pending run is keyed by its ``scheduled_for``; a claimed,
+running or retrying run by its lease expiry, so a claim that was never followed through falls
+due again by itself; a finished run removes both attributes and leaves the index.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
+
+from .clock import from_ms
+from .settings import Settings
+from .types import MisfirePolicy, RetryPolicy, Run, RunStatus, Task, TaskStatus
+
+TASK_SK = "TASK"
+RUN_PREFIX = "RUN#"
+DUE_INDEX = "due-index"
+LOOPBACK_CREDENTIALS = ("testing", "testing")
+
+
+def task_pk(task_id: str) -> str:
+    return f"T#{task_id}"
+
+
+def run_sk(run_id: str) -> str:
+    return f"{RUN_PREFIX}{run_id}"
+
+
+def scheduled_run_id(scheduled_ms: int) -> str:
+    """The id of a trigger occurrence: derived from its time, so it can only be created once."""
+    return f"{scheduled_ms:013d}-s"
+
+
+def manual_run_id(scheduled_ms: int, token: str) -> str:
+    return f"{scheduled_ms:013d}-m{token}"
+
+
+def shard_of(task_id: str, shards: int) -> int:
+    # crc32 is stable across processes (hash() is salted per interpreter).
+    return zlib.crc32(task_id.encode()) % shards
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+class DueIndex(GlobalSecondaryIndex):
+    class Meta:
+        index_name = DUE_INDEX
+        projection = AllProjection()
+
+    due_shard = NumberAttribute(hash_key=True)
+    due_at = NumberAttribute(range_key=True)
+
+
+class _Row(Model):
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+
+
+class TaskRow(_Row):
+    """Storage row of a task (never leaves this module's callers in the package)."""
+
+    task_id = UnicodeAttribute()
+    task_type = UnicodeAttribute()
+    payload = UnicodeAttribute()  # compact JSON, kept as text so it round-trips exactly
+    trigger = UnicodeAttribute()
+    retry = UnicodeAttribute()
+    timeout = NumberAttribute()
+    status = UnicodeAttribute()
+    next_fire_at = NumberAttribute(null=True)
+    created_at = NumberAttribute()
+    updated_at = NumberAttribute()
+    version = NumberAttribute(default=1)
+    misfire = UnicodeAttribute(default=MisfirePolicy.RUN_ONCE.value)
+    lane = UnicodeAttribute(default="default")
+    expire_after = NumberAttribute(null=True)
+    spec_hash = UnicodeAttribute()
+    shard = NumberAttribute()
+
+
+class RunRow(_Row):
+    """Storage row of a run."""
+
+    task_id = UnicodeAttribute()
+    run_id = UnicodeAttribute()
+    task_type = UnicodeAttribute(null=True)
+    scheduled_for = NumberAttribute()
+    status = UnicodeAttribute()
+    attempt = NumberAttribute(default=0)
+    max_attempts = NumberAttribute(default=1)
+    fence = UnicodeAttribute(null=True)
+    dispatches = NumberAttribute(default=0)
+    started_at = NumberAttribute(null=True)
+    finished_at = NumberAttribute(null=True)
+    error = UnicodeAttribute(null=True)
+    result = UnicodeAttribute(null=True)
+    expires_at = NumberAttribute(null=True)  # TTL, epoch seconds
+    manual = BooleanAttribute(default=False)
+    lane = UnicodeAttribute(default="default")
+    # Copied from the task so that the poller can chain occurrences without reading the task.
+    trigger = UnicodeAttribute(null=True)
+    misfire = UnicodeAttribute(null=True)
+    due_shard = NumberAttribute(null=True)
+    due_at = NumberAttribute(null=True)
+    due_index = DueIndex()
+
+
+@dataclass(frozen=True)
+class Models:
+    """Model classes bound to one table/endpoint (PynamoDB keeps connection info on the class)."""
+
+    Task: type[TaskRow]
+    Run: type[RunRow]
+
+
+def bind_models(settings: Settings) -> Models:
+    table = settings.require_table()
+    meta_attrs: dict[str, Any] = {
+        "table_name": table,
+        "region": settings.region,
+        "host": settings.endpoint_url,
+        "max_pool_connections": 32,
+        "connect_timeout_seconds": 5,
+        "read_timeout_seconds": 10,
+        "max_retry_attempts": 8,
+    }
+    if settings.endpoint_url and _is_loopback(settings.endpoint_url):
+        # A local endpoint (moto/ministack) accepts any credentials; a fresh machine has none.
+        meta_attrs["aws_access_key_id"], meta_attrs["aws_secret_access_key"] = _local_credentials()
+    task_meta = type("Meta", (), dict(meta_attrs))
+    run_meta = type("Meta", (), dict(meta_attrs))
+    task_cls = type("TaskRow", (TaskRow,), {"Meta": task_meta, "__module__": __name__})
+    run_cls = type("RunRow", (RunRow,), {"Meta": run_meta, "__module__": __name__})
+    return Models(Task=task_cls, Run=run_cls)
+
+
+def _is_loopback(url: str) -> bool:
+    from urllib.parse import urlparse
+
+    host = urlparse(url).hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def _local_credentials() -> tuple[str, str]:
+    import os
+
+    return (
+        os.environ.get("AWS_ACCESS_KEY_ID") or LOOPBACK_CREDENTIALS[0],
+        os.environ.get("AWS_SECRET_ACCESS_KEY") or LOOPBACK_CREDENTIALS[1],
+    )
+
+
+class Store:
+    """Reads and writes of task and run items; transactions go through :meth:`transaction`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.models = bind_models(settings)
+
+    # --- connection-level helpers --------------------------------------------------------
+
+    def transaction(self) -> TransactWrite:
+        return TransactWrite(connection=self.models.Run._get_connection().connection)
+
+    @property
+    def client(self) -> Any:
+        """The botocore DynamoDB client underneath (used to count requests in benchmarks)."""
+        return self.models.Run._get_connection().connection.client
+
+    # --- tasks ---------------------------------------------------------------------------
+
+    def get_task_row(self, task_id: str, consistent: bool = True) -> TaskRow | None:
+        try:
+            return self.models.Task.get(task_pk(task_id), TASK_SK, consistent_read=consistent)
+        except self.models.Task.DoesNotExist:
+            return None
+
+    def scan_tasks(self) -> Iterator[TaskRow]:
+        return self.models.Task.scan(self.models.Task.sk == TASK_SK)
+
+    # --- runs ----------------------------------------------------------------------------
+
+    def get_run_row(self, task_id: str, run_id: str, consistent: bool = True) -> RunRow | None:
+        try:
+            return self.models.Run.get(task_pk(task_id), run_sk(run_id), consistent_read=consistent)
+        except self.models.Run.DoesNotExist:
+            return None
+
+    def query_runs(
+        self, task_id: str, newest_first: bool = True, limit: int | None = None
+    ) -> Iterator[RunRow]:
+        return self.models.Run.query(
+            task_pk(task_id),
+            self.models.Run.sk.startswith(RUN_PREFIX),
+            scan_index_forward=not newest_first,
+            limit=limit,
+        )
+
+    def due_page(
+        self, shard: int, horizon_ms: int, last_key: dict[str, Any] | None, page_size: int = 500
+    ) -> tuple[list[RunRow], dict[str, Any] | None]:
+        """One page of the due index for ``shard``: runs with ``due_at <= horizon_ms``."""
+        result = self.models.Run.due_index.query(
+            shard,
+            self.models.Run.due_at <= horizon_ms,
+            last_evaluated_key=last_key,
+            page_size=page_size,
+        )
+        page = next(result.page_iter, None) or {}
+        rows = [self.models.Run.from_raw_data(item) for item in page.get("Items", [])]
+        return rows, result.page_iter.last_evaluated_key
+
+    def new_run_row(self, **values: Any) -> RunRow:
+        return self.models.Run(**values)
+
+    def new_task_row(self, **values: Any) -> TaskRow:
+        return self.models.Task(**values)
+
+
+# --- conversion to the public frozen values ---------------------------------------------------
+
+
+def task_from_row(row: TaskRow) -> Task:
+    from .triggers import trigger_from_dict
+
+    return Task(
+        task_id=row.task_id,
+        task_type=row.task_type,
+        payload=json.loads(row.payload),
+        trigger=trigger_from_dict(json.loads(row.trigger)),
+        retry=RetryPolicy.from_dict(json.loads(row.retry)),
+        timeout=float(row.timeout),
+        status=TaskStatus(row.status),
+        next_fire_at=from_ms(row.next_fire_at),
+        created_at=from_ms(row.created_at),
+        updated_at=from_ms(row.updated_at),
+        version=int(row.version),
+        misfire=MisfirePolicy(row.misfire),
+        lane=row.lane,
+        expire_after=None if row.expire_after is None else float(row.expire_after),
+    )
+
+
+def run_from_row(row: RunRow) -> Run:
+    from datetime import UTC, datetime
+
+    result = None
+    if row.result is not None:
+        try:
+            result = json.loads(row.result)
+        except ValueError:
+            result = row.result  # truncated results are kept as text
+    return Run(
+        task_id=row.task_id,
+        run_id=row.run_id,
+        scheduled_for=from_ms(row.scheduled_for),
+        status=RunStatus(row.status),
+        attempt=int(row.attempt or 0),
+        fence=row.fence,
+        started_at=from_ms(row.started_at),
+        finished_at=from_ms(row.finished_at),
+        error=row.error,
+        result=result,
+        expires_at=None if row.expires_at is None else datetime.fromtimestamp(int(row.expires_at), UTC),
+        manual=bool(row.manual),
+        lane=row.lane,
+        max_attempts=int(row.max_attempts or 1),
+        dispatches=int(row.dispatches or 0),
+    )

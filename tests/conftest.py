@@ -1,0 +1,116 @@
+"""Shared fixtures: in-process moto with the template's resources, a frozen clock."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "DynacronTest")
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "dynacron-test")
+
+from dynacron.clock import FrozenClock  # noqa: E402
+from dynacron.local.provision import find_template, load_template, provision  # noqa: E402
+from dynacron.settings import Settings  # noqa: E402
+
+T0 = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC)
+TEMPLATE = load_template(find_template())
+
+
+class RecordingSQS:
+    """Wraps a real SQS client: records what dynacron sends, forwards it without DelaySeconds.
+
+    moto applies DelaySeconds on the wall clock, which a frozen-clock test cannot advance; the
+    recorded delays are asserted instead.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.sent: list[dict[str, Any]] = []
+        self.visibility: list[int] = []
+
+    def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> Any:  # noqa: N803
+        self.sent.extend({**e, "QueueUrl": QueueUrl} for e in Entries)
+        entries = [{k: v for k, v in e.items() if k != "DelaySeconds"} for e in Entries]
+        return self._client.send_message_batch(QueueUrl=QueueUrl, Entries=entries)
+
+    def change_message_visibility(self, **kwargs: Any) -> Any:
+        self.visibility.append(kwargs["VisibilityTimeout"])
+        return self._client.change_message_visibility(**{**kwargs, "VisibilityTimeout": 0})
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+@dataclass
+class Env:
+    """One isolated dynacron deployment on in-process moto."""
+
+    settings: Settings
+    dynamodb: Any
+    sqs: Any
+    clock: FrozenClock
+
+    def scheduler(self, **kwargs: Any) -> Any:
+        from dynacron import Scheduler
+
+        return Scheduler(settings=self.settings, clock=self.clock, sqs=self.sqs, **kwargs)
+
+    def dispatcher(self, **kwargs: Any) -> Any:
+        from dynacron.dispatch import Dispatcher
+        from dynacron.store import Store
+
+        return Dispatcher(Store(self.settings), self.sqs, self.settings, clock=self.clock, **kwargs)
+
+    def executor(self, **kwargs: Any) -> Any:
+        from dynacron.execute import Executor
+        from dynacron.store import Store
+
+        kwargs.setdefault("rand", lambda: 0.0)
+        return Executor(Store(self.settings), self.sqs, self.settings, clock=self.clock, **kwargs)
+
+    def receive(self, queue: str = "work", max_messages: int = 10, visibility: int = 30) -> list:
+        url = self.settings.queue_url if queue == "work" else self.settings.dlq_url
+        out: list = []
+        while True:
+            got = self.sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=max_messages, VisibilityTimeout=visibility,
+                AttributeNames=["All"],
+            ).get("Messages", [])
+            if not got:
+                return out
+            out.extend(got)
+
+    def table_items(self) -> list[dict]:
+        return self.dynamodb.scan(TableName=self.settings.table_name)["Items"]
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(T0)
+
+
+@pytest.fixture
+def env(clock: FrozenClock, **overrides: Any) -> Iterator[Env]:
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        res = provision(dynamodb, sqs, TEMPLATE, prefix="test")
+        settings = Settings(
+            table_name=res.table_name,
+            queue_url=res.queue_url,
+            dlq_url=res.dlq_url,
+            region="us-east-1",
+            shards=4,
+        )
+        yield Env(settings, dynamodb, RecordingSQS(sqs), clock)
