@@ -1,0 +1,495 @@
+"""The SAM template keeps the invariants the code relies on (offline: no AWS, no sam).
+
+``sam validate`` and ``sam build`` run from the Makefile; this file parses ``template.yaml``
+itself and runs cfn-lint through its Python API.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+REQUIREMENTS = ROOT / "functions" / "requirements.txt"
+TYPES_PY = ROOT / "functions" / "dynacron" / "types.py"
+
+OWN_RESOURCES = {"TasksTable", "WorkQueue", "DeadLetterQueue"}
+POLLER_HANDLER = "dynacron.handlers.poller.handler"
+WORKER_HANDLER = "dynacron.handlers.worker.handler"
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+class CfnLoader(yaml.SafeLoader):
+    """SafeLoader that turns CloudFormation short tags into their long (JSON) form."""
+
+
+def _cfn_tag(loader: CfnLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    if suffix == "Ref":
+        return {"Ref": value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{suffix}": value}
+
+
+CfnLoader.add_multi_constructor("!", _cfn_tag)
+
+
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=CfnLoader)
+
+
+def walk(node: Any) -> Iterator[Any]:
+    yield node
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from walk(value)
+
+
+def is_intrinsic(node: Any) -> bool:
+    return isinstance(node, dict) and any(k == "Ref" or k.startswith("Fn::") for k in node)
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def referenced_resources(node: Any) -> set[str]:
+    """Logical ids that ``node`` refers to through Ref, GetAtt or ${...} in Sub."""
+    found: set[str] = set()
+    for item in walk(node):
+        if not isinstance(item, dict):
+            continue
+        if "Ref" in item:
+            found.add(item["Ref"])
+        if "Fn::GetAtt" in item:
+            found.add(item["Fn::GetAtt"][0])
+        if "Fn::Sub" in item:
+            text = item["Fn::Sub"] if isinstance(item["Fn::Sub"], str) else item["Fn::Sub"][0]
+            found.update(m.split(".")[0] for m in re.findall(r"\$\{([^!}][^}]*)\}", text))
+    return found
+
+
+def module_constant(name: str) -> float:
+    """A constant of ``dynacron.types``, read from source so the package need not import."""
+    tree = ast.parse(TYPES_PY.read_text(encoding="utf-8"))
+    for stmt in tree.body:
+        targets = [stmt.target] if isinstance(stmt, ast.AnnAssign) else getattr(stmt, "targets", [])
+        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+            expr = ast.Expression(stmt.value)
+            return eval(compile(expr, str(TYPES_PY), "eval"), {"__builtins__": {}})
+    raise AssertionError(f"{name} not found in {TYPES_PY}")
+
+
+@pytest.fixture(scope="module")
+def tpl() -> dict[str, Any]:
+    return load_template()
+
+
+@pytest.fixture(scope="module")
+def res(tpl: dict[str, Any]) -> dict[str, Any]:
+    return tpl["Resources"]
+
+
+def fn_prop(tpl: dict[str, Any], logical_id: str, prop: str) -> Any:
+    """A function property, falling back to Globals.Function like SAM does."""
+    props = tpl["Resources"][logical_id]["Properties"]
+    if prop in props:
+        return props[prop]
+    return tpl.get("Globals", {}).get("Function", {}).get(prop)
+
+
+def param_default(tpl: dict[str, Any], value: Any) -> Any:
+    """Resolve a literal or a {"Ref": Parameter} to the parameter's default."""
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        return tpl["Parameters"][value["Ref"]]["Default"]
+    return value
+
+
+def functions(res: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in res.items() if v["Type"] == "AWS::Serverless::Function"}
+
+
+def statements(fn: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for policy in as_list(fn["Properties"].get("Policies", [])):
+        assert isinstance(policy, dict) and "Statement" in policy, (
+            f"only inline policy documents are allowed (no managed policies or SAM policy "
+            f"templates, which grant more than needed): {policy!r}"
+        )
+        out.extend(as_list(policy["Statement"]))
+    return out
+
+
+def allowed(fn: dict[str, Any], action: str, resource: str) -> bool:
+    """Does some statement allow ``action`` on a resource that refers to ``resource``?"""
+    for st in statements(fn):
+        if (
+            st.get("Effect") == "Allow"
+            and action in as_list(st["Action"])
+            and any(resource in referenced_resources(r) for r in as_list(st["Resource"]))
+        ):
+            return True
+    return False
+
+
+# --- resources and names ----------------------------------------------------------------------
+
+
+def test_resources_have_the_names_the_code_uses(res: dict[str, Any]) -> None:
+    expected = {
+        "TasksTable": "AWS::DynamoDB::Table",
+        "WorkQueue": "AWS::SQS::Queue",
+        "DeadLetterQueue": "AWS::SQS::Queue",
+        "PollerFunction": "AWS::Serverless::Function",
+        "WorkerFunction": "AWS::Serverless::Function",
+        "DeadLetterQueueAlarm": "AWS::CloudWatch::Alarm",
+        "PollerErrorsAlarm": "AWS::CloudWatch::Alarm",
+        "PollerNotRunningAlarm": "AWS::CloudWatch::Alarm",
+    }
+    assert {k: res.get(k, {}).get("Type") for k in expected} == expected
+    assert [k for k, v in res.items() if v["Type"] == "AWS::DynamoDB::Table"] == ["TasksTable"]
+
+
+def test_handlers_runtime_and_code(tpl: dict[str, Any]) -> None:
+    assert fn_prop(tpl, "PollerFunction", "Handler") == POLLER_HANDLER
+    assert fn_prop(tpl, "WorkerFunction", "Handler") == WORKER_HANDLER
+    for name in ("PollerFunction", "WorkerFunction"):
+        assert fn_prop(tpl, name, "Runtime") == "python3.11", name
+        assert fn_prop(tpl, name, "CodeUri") in ("functions/", "functions"), name
+        assert fn_prop(tpl, name, "Architectures") == ["x86_64"], name
+    for handler in (POLLER_HANDLER, WORKER_HANDLER):
+        module = handler.rsplit(".", 1)[0]
+        assert re.fullmatch(r"[a-z_][a-z0-9_.]*", module)
+
+
+def test_requirements_hold_the_lambda_dependencies_only() -> None:
+    names = {
+        re.split(r"[<>=!~\[ ;]", line.strip(), maxsplit=1)[0].lower()
+        for line in REQUIREMENTS.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    }
+    assert names == {"pynamodb", "croniter", "aws-lambda-powertools"}
+
+
+# --- table --------------------------------------------------------------------------------------
+
+
+def test_table_keys_and_due_index(res: dict[str, Any]) -> None:
+    props = res["TasksTable"]["Properties"]
+    attrs = {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]}
+    assert attrs == {"pk": "S", "sk": "S", "due_shard": "N", "due_at": "N"}
+    assert props["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    (gsi,) = props["GlobalSecondaryIndexes"]
+    assert gsi["IndexName"] == "due-index"
+    assert gsi["KeySchema"] == [
+        {"AttributeName": "due_shard", "KeyType": "HASH"},
+        {"AttributeName": "due_at", "KeyType": "RANGE"},
+    ]
+    assert gsi["Projection"] == {"ProjectionType": "ALL"}
+
+
+def test_table_ttl_pitr_sse_and_protection(tpl: dict[str, Any], res: dict[str, Any]) -> None:
+    props = res["TasksTable"]["Properties"]
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    protection = props["DeletionProtectionEnabled"]
+    assert protection["Fn::If"][1:] == [True, False]
+    condition = tpl["Conditions"][protection["Fn::If"][0]]
+    assert {"Ref": "DeletionProtection"} in condition["Fn::Equals"]
+    assert tpl["Parameters"]["DeletionProtection"]["Default"] == "false"
+
+
+def test_billing_mode_is_a_parameter_with_on_demand_default(
+    tpl: dict[str, Any], res: dict[str, Any]
+) -> None:
+    props = res["TasksTable"]["Properties"]
+    assert props["BillingMode"] == {"Ref": "BillingMode"}
+    param = tpl["Parameters"]["BillingMode"]
+    assert param["Default"] == "PAY_PER_REQUEST"
+    assert set(param["AllowedValues"]) == {"PAY_PER_REQUEST", "PROVISIONED"}
+    for throughput in (
+        props["ProvisionedThroughput"],
+        props["GlobalSecondaryIndexes"][0]["ProvisionedThroughput"],
+    ):
+        cond, provisioned, otherwise = throughput["Fn::If"]
+        assert {"Ref": "BillingMode"} in tpl["Conditions"][cond]["Fn::Equals"]
+        assert "PROVISIONED" in tpl["Conditions"][cond]["Fn::Equals"]
+        assert provisioned == {
+            "ReadCapacityUnits": {"Ref": "ReadCapacity"},
+            "WriteCapacityUnits": {"Ref": "WriteCapacity"},
+        }
+        assert otherwise == {"Ref": "AWS::NoValue"}
+
+
+def test_structure_read_by_the_local_runtime_is_plain(res: dict[str, Any]) -> None:
+    """``dynacron local`` provisions from these properties; intrinsics would defeat it."""
+    props = res["TasksTable"]["Properties"]
+    plain = [props["AttributeDefinitions"], props["KeySchema"], props["TimeToLiveSpecification"]]
+    for gsi in props["GlobalSecondaryIndexes"]:
+        plain += [gsi["IndexName"], gsi["KeySchema"], gsi["Projection"]]
+    for queue in ("WorkQueue", "DeadLetterQueue"):
+        qprops = dict(res[queue]["Properties"])
+        redrive = dict(qprops.pop("RedrivePolicy", {}))
+        redrive.pop("deadLetterTargetArn", None)
+        plain += [qprops, redrive]
+    for node in plain:
+        assert not any(is_intrinsic(n) for n in walk(node)), node
+
+
+# --- queues -------------------------------------------------------------------------------------
+
+
+def test_queues_are_encrypted(res: dict[str, Any]) -> None:
+    for queue in ("WorkQueue", "DeadLetterQueue"):
+        assert res[queue]["Properties"]["SqsManagedSseEnabled"] is True, queue
+
+
+def test_visibility_is_at_least_six_times_the_worker_timeout(tpl: dict[str, Any]) -> None:
+    timeout = fn_prop(tpl, "WorkerFunction", "Timeout")
+    visibility = tpl["Resources"]["WorkQueue"]["Properties"]["VisibilityTimeout"]
+    assert isinstance(timeout, int) and isinstance(visibility, int)
+    assert visibility >= 6 * timeout
+    assert tpl["Resources"]["WorkQueue"]["Properties"]["ReceiveMessageWaitTimeSeconds"] == 20
+
+
+def test_redrive_to_dlq_stays_above_the_retry_cap(res: dict[str, Any]) -> None:
+    redrive = res["WorkQueue"]["Properties"]["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
+    # every retry is one more receive of the same message (visibility change, not a resend)
+    assert redrive["maxReceiveCount"] > module_constant("MAX_ATTEMPTS_CAP")
+
+
+def test_messages_outlive_the_longest_retry_schedule(tpl: dict[str, Any]) -> None:
+    cap = module_constant("MAX_ATTEMPTS_CAP")
+    longest = (cap - 1) * module_constant("MAX_BACKOFF_SECONDS") + cap * fn_prop(
+        tpl, "WorkerFunction", "Timeout"
+    )
+    work = tpl["Resources"]["WorkQueue"]["Properties"]
+    dlq = tpl["Resources"]["DeadLetterQueue"]["Properties"]
+    assert work["MessageRetentionPeriod"] >= longest
+    assert dlq["MessageRetentionPeriod"] == 14 * 24 * 3600
+
+
+# --- functions ----------------------------------------------------------------------------------
+
+
+def test_poller_runs_every_minute(tpl: dict[str, Any]) -> None:
+    events = tpl["Resources"]["PollerFunction"]["Properties"]["Events"]
+    schedules = [e for e in events.values() if e["Type"] in ("Schedule", "ScheduleV2")]
+    assert len(schedules) == 1
+    expr = schedules[0]["Properties"].get("Schedule") or schedules[0]["Properties"].get(
+        "ScheduleExpression"
+    )
+    assert expr == "rate(1 minute)"
+    assert fn_prop(tpl, "PollerFunction", "Timeout") == 60
+    env = fn_prop(tpl, "PollerFunction", "Environment")["Variables"]
+    assert env["DYNACRON_POLL_PERIOD_SECONDS"] == "60"
+
+
+def test_worker_consumes_the_work_queue_with_partial_batch_failures(tpl: dict[str, Any]) -> None:
+    events = tpl["Resources"]["WorkerFunction"]["Properties"]["Events"]
+    (sqs,) = [e["Properties"] for e in events.values() if e["Type"] == "SQS"]
+    assert sqs["Queue"] == {"Fn::GetAtt": ["WorkQueue", "Arn"]}
+    assert "ReportBatchItemFailures" in sqs["FunctionResponseTypes"]
+    assert sqs["MaximumBatchingWindowInSeconds"] == 0
+    assert sqs["BatchSize"] == {"Ref": "BatchSize"}
+    batch = tpl["Parameters"]["BatchSize"]
+    # beyond 10 messages SQS requires a batching window, which we keep at 0
+    assert batch["Default"] == 10 and batch["MaxValue"] <= 10
+    concurrency = sqs["ScalingConfig"]["MaximumConcurrency"]
+    assert isinstance(concurrency, dict) and "Ref" in concurrency
+    param = tpl["Parameters"][concurrency["Ref"]]
+    assert param["Default"] == 10 and param["MinValue"] >= 2  # the SQS minimum
+
+
+def test_environment(tpl: dict[str, Any]) -> None:
+    env = tpl["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["DYNACRON_TABLE"] == {"Ref": "TasksTable"}
+    assert env["DYNACRON_QUEUE_URL"] == {"Ref": "WorkQueue"}
+    assert env["DYNACRON_DLQ_URL"] == {"Ref": "DeadLetterQueue"}
+    assert env["POWERTOOLS_SERVICE_NAME"] == "dynacron"
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "Dynacron"
+    assert param_default(tpl, env["POWERTOOLS_LOG_LEVEL"]) == "INFO"
+    assert param_default(tpl, env["DYNACRON_HANDLERS"]) == "dynacron.examples"
+    shards = tpl["Parameters"][env["DYNACRON_SHARDS"]["Ref"]]
+    assert (shards["Default"], shards["MinValue"], shards["MaxValue"]) == (8, 1, 64)
+    assert param_default(tpl, env["DYNACRON_LEASE_SECONDS"]) == 300
+    # a task's timeout must end before the worker Lambda does
+    assert int(env["DYNACRON_MAX_TIMEOUT_SECONDS"]) < fn_prop(tpl, "WorkerFunction", "Timeout")
+    for name in ("PollerFunction", "WorkerFunction"):
+        assert "Environment" not in tpl["Resources"][name]["Properties"], name
+    for key, value in env.items():
+        assert not re.search(r"PAYLOAD|SECRET|PASSWORD|TOKEN|CREDENTIAL|ACCESS_KEY", key), key
+        assert not (isinstance(value, str) and len(value) > 64), key
+
+
+def test_look_ahead_is_longer_than_the_period_and_fits_sqs_delay(tpl: dict[str, Any]) -> None:
+    env = tpl["Globals"]["Function"]["Environment"]["Variables"]
+    param = tpl["Parameters"][env["DYNACRON_WINDOW_SECONDS"]["Ref"]]
+    period = int(env["DYNACRON_POLL_PERIOD_SECONDS"])
+    assert period < param["Default"] <= 900
+    assert period < param["MinValue"] and param["MaxValue"] <= 900
+
+
+# --- least privilege ----------------------------------------------------------------------------
+
+
+def test_policies_are_inline_and_scoped_to_this_stack(res: dict[str, Any]) -> None:
+    fns = functions(res)
+    assert set(fns) == {"PollerFunction", "WorkerFunction"}
+    for name, fn in fns.items():
+        sts = statements(fn)
+        assert sts, name
+        for st in sts:
+            assert st["Effect"] == "Allow", (name, st)
+            assert "NotAction" not in st and "NotResource" not in st, (name, st)
+            for action in as_list(st["Action"]):
+                assert "*" not in action, (name, action)
+                assert action.split(":")[0] in ("dynamodb", "sqs"), (name, action)
+            for resource in as_list(st["Resource"]):
+                assert resource != "*", (name, st)
+                assert is_intrinsic(resource), (name, resource)  # no hand-written ARNs
+                refs = referenced_resources(resource)
+                assert refs and refs <= OWN_RESOURCES, (name, resource)
+                if "Fn::Sub" in resource:
+                    # the one allowed wildcard: the indexes of our own table
+                    assert resource["Fn::Sub"] == "${TasksTable.Arn}/index/*", (name, resource)
+                else:
+                    assert "*" not in str(resource), (name, resource)
+
+
+def test_no_wildcard_resource_anywhere(tpl: dict[str, Any]) -> None:
+    for node in walk(tpl):
+        if isinstance(node, dict) and "Statement" in node:
+            for st in as_list(node["Statement"]):
+                for resource in as_list(st.get("Resource", [])):
+                    assert resource != "*", st
+                    assert not (isinstance(resource, str) and resource.endswith(":*")), st
+
+
+def test_no_broad_dynamodb_actions(res: dict[str, Any]) -> None:
+    broad = {
+        "dynamodb:Scan",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:DeleteTable",
+    }
+    for name, fn in functions(res).items():
+        for st in statements(fn):
+            assert not broad & set(as_list(st["Action"])), (name, st)
+
+
+def test_each_function_has_what_it_needs(res: dict[str, Any]) -> None:
+    poller, worker = res["PollerFunction"], res["WorkerFunction"]
+    for action in ("GetItem", "PutItem", "UpdateItem", "ConditionCheckItem", "Query"):
+        assert allowed(poller, f"dynamodb:{action}", "TasksTable"), action
+    poller_query = [
+        r
+        for st in statements(poller)
+        if "dynamodb:Query" in as_list(st["Action"])
+        for r in as_list(st["Resource"])
+    ]
+    assert {"Fn::Sub": "${TasksTable.Arn}/index/*"} in poller_query
+    assert allowed(poller, "sqs:SendMessage", "WorkQueue")
+    assert allowed(poller, "sqs:SendMessage", "DeadLetterQueue")
+    for action in ("GetItem", "PutItem", "UpdateItem", "ConditionCheckItem"):
+        assert allowed(worker, f"dynamodb:{action}", "TasksTable"), action
+    for action in (
+        "ReceiveMessage",
+        "DeleteMessage",
+        "ChangeMessageVisibility",
+        "GetQueueAttributes",
+    ):
+        assert allowed(worker, f"sqs:{action}", "WorkQueue"), action
+    assert allowed(worker, "sqs:SendMessage", "DeadLetterQueue")
+    assert not allowed(worker, "sqs:SendMessage", "WorkQueue")
+
+
+# --- alarms, logs, outputs ----------------------------------------------------------------------
+
+
+def test_alarms(tpl: dict[str, Any], res: dict[str, Any]) -> None:
+    dlq = res["DeadLetterQueueAlarm"]["Properties"]
+    assert (dlq["Namespace"], dlq["MetricName"]) == (
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+    )
+    assert referenced_resources(dlq["Dimensions"]) == {"DeadLetterQueue"}
+    assert dlq["Threshold"] == 1 and dlq["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+    errors = res["PollerErrorsAlarm"]["Properties"]
+    assert (errors["Namespace"], errors["MetricName"]) == ("AWS/Lambda", "Errors")
+    assert referenced_resources(errors["Dimensions"]) == {"PollerFunction"}
+    assert (
+        errors["Threshold"] == 1 and errors["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    )
+
+    dead_man = res["PollerNotRunningAlarm"]["Properties"]
+    assert (dead_man["Namespace"], dead_man["MetricName"]) == ("AWS/Lambda", "Invocations")
+    assert referenced_resources(dead_man["Dimensions"]) == {"PollerFunction"}
+    assert dead_man["ComparisonOperator"] == "LessThanThreshold" and dead_man["Threshold"] == 1
+    assert dead_man["Period"] * dead_man["EvaluationPeriods"] == 300
+    assert dead_man["TreatMissingData"] == "breaching"
+
+    assert tpl["Parameters"]["AlarmTopicArn"]["Default"] == ""
+    for alarm in ("DeadLetterQueueAlarm", "PollerErrorsAlarm", "PollerNotRunningAlarm"):
+        cond, actions, otherwise = res[alarm]["Properties"]["AlarmActions"]["Fn::If"]
+        assert cond in tpl["Conditions"], alarm
+        assert actions == [{"Ref": "AlarmTopicArn"}] and otherwise == {"Ref": "AWS::NoValue"}
+
+
+def test_log_groups_have_retention(tpl: dict[str, Any], res: dict[str, Any]) -> None:
+    for name in ("PollerFunction", "WorkerFunction"):
+        group = fn_prop(tpl, name, "LoggingConfig")["LogGroup"]
+        props = res[group["Ref"]]["Properties"]
+        assert props["RetentionInDays"] == 30, name
+
+
+def test_outputs(tpl: dict[str, Any]) -> None:
+    outputs = tpl["Outputs"]
+    assert outputs["TableName"]["Value"] == {"Ref": "TasksTable"}
+    assert outputs["QueueUrl"]["Value"] == {"Ref": "WorkQueue"}
+    assert outputs["DeadLetterQueueUrl"]["Value"] == {"Ref": "DeadLetterQueue"}
+    assert outputs["PollerFunctionArn"]["Value"] == {"Fn::GetAtt": ["PollerFunction", "Arn"]}
+    assert outputs["WorkerFunctionArn"]["Value"] == {"Fn::GetAtt": ["WorkerFunction", "Arn"]}
+    line = outputs["ExportLine"]["Value"]["Fn::Sub"]
+    for var, ref in (
+        ("DYNACRON_TABLE", "TasksTable"),
+        ("DYNACRON_QUEUE_URL", "WorkQueue"),
+        ("DYNACRON_DLQ_URL", "DeadLetterQueue"),
+    ):
+        assert f"{var}=${{{ref}}}" in line, var
+    assert line.startswith("export ")
+
+
+# --- cfn-lint -----------------------------------------------------------------------------------
+
+
+def test_cfn_lint_reports_no_errors_or_warnings() -> None:
+    from cfnlint.api import lint_file
+
+    matches = lint_file(TEMPLATE)
+    problems = [f"{m.rule.id} {m.message} ({m.filename}:{m.linenumber})" for m in matches]
+    assert problems == []
