@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,9 +17,9 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "DynacronTest")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "dynacron-test")
 
-from dynacron.clock import FrozenClock  # noqa: E402
-from dynacron.local.provision import find_template, load_template, provision  # noqa: E402
-from dynacron.settings import Settings  # noqa: E402
+from dynacron.clock import FrozenClock
+from dynacron.local.provision import find_template, load_template, provision
+from dynacron.settings import Settings
 
 T0 = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC)
 TEMPLATE = load_template(find_template())
@@ -36,7 +37,7 @@ class RecordingSQS:
         self.sent: list[dict[str, Any]] = []
         self.visibility: list[int] = []
 
-    def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> Any:  # noqa: N803
+    def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> Any:
         self.sent.extend({**e, "QueueUrl": QueueUrl} for e in Entries)
         entries = [{k: v for k, v in e.items() if k != "DelaySeconds"} for e in Entries]
         return self._client.send_message_batch(QueueUrl=QueueUrl, Entries=entries)
@@ -67,6 +68,9 @@ class Env:
         from dynacron.dispatch import Dispatcher
         from dynacron.store import Store
 
+        # In-process moto is not thread-safe for transactions (it deep-copies tables to roll
+        # back), so unit tests claim on one thread; the reliability suite uses real servers.
+        kwargs.setdefault("concurrency", 1)
         return Dispatcher(Store(self.settings), self.sqs, self.settings, clock=self.clock, **kwargs)
 
     def executor(self, **kwargs: Any) -> Any:
@@ -81,7 +85,9 @@ class Env:
         out: list = []
         while True:
             got = self.sqs.receive_message(
-                QueueUrl=url, MaxNumberOfMessages=max_messages, VisibilityTimeout=visibility,
+                QueueUrl=url,
+                MaxNumberOfMessages=max_messages,
+                VisibilityTimeout=visibility,
                 AttributeNames=["All"],
             ).get("Messages", [])
             if not got:
@@ -97,20 +103,27 @@ def clock() -> FrozenClock:
     return FrozenClock(T0)
 
 
-@pytest.fixture
-def env(clock: FrozenClock, **overrides: Any) -> Iterator[Env]:
+@contextmanager
+def make_env(clock: FrozenClock, prefix: str = "test", shards: int = 4) -> Iterator[Env]:
+    """An isolated deployment on in-process moto (usable outside pytest too)."""
     import boto3
     from moto import mock_aws
 
     with mock_aws():
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
         sqs = boto3.client("sqs", region_name="us-east-1")
-        res = provision(dynamodb, sqs, TEMPLATE, prefix="test")
+        res = provision(dynamodb, sqs, TEMPLATE, prefix=prefix)
         settings = Settings(
             table_name=res.table_name,
             queue_url=res.queue_url,
             dlq_url=res.dlq_url,
             region="us-east-1",
-            shards=4,
+            shards=shards,
         )
         yield Env(settings, dynamodb, RecordingSQS(sqs), clock)
+
+
+@pytest.fixture
+def env(clock: FrozenClock) -> Iterator[Env]:
+    with make_env(clock) as e:
+        yield e

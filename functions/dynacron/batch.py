@@ -24,7 +24,7 @@ from .settings import Settings
 _pool = ThreadPoolExecutor(max_workers=10, thread_name_prefix="dynacron-record")
 
 
-class RecordNotAcked(Exception):  # noqa: N818 - the name says what Lambda is told
+class RecordNotAcked(Exception):
     """Raised for a record that must stay on the queue (retry later, or not started)."""
 
 
@@ -40,14 +40,21 @@ def queue_url_for_arn(arn: str, settings: Settings) -> str:
     return settings.queue_url or ""
 
 
-def process_event(event: dict[str, Any], context: Any, executor: Executor) -> dict[str, Any]:
-    """Process one SQS event; returns ``{"batchItemFailures": [...]}`` for Lambda."""
+def process_event(
+    event: dict[str, Any], context: Any, executor: Executor, pool: ThreadPoolExecutor | None = None
+) -> dict[str, Any]:
+    """Process one SQS event; returns ``{"batchItemFailures": [...]}`` for Lambda.
+
+    ``pool`` runs the records (default: this module's 10 threads, one Lambda's batch); the
+    local runtime, which runs several batches at once in one process, passes a larger one.
+    """
     time_left = _time_left(context)
+    pool = pool or _pool
 
     async def record_handler(record: SQSRecord) -> str:
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(
-            _pool,
+            pool,
             lambda: executor.execute(
                 record.body,
                 record.receipt_handle,

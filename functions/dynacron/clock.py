@@ -78,7 +78,7 @@ class SkewedClock:
 
 def to_ms(when: datetime) -> int:
     """Epoch milliseconds of an aware datetime (the table stores times this way)."""
-    return int(round(when.timestamp() * 1000))
+    return round(when.timestamp() * 1000)
 
 
 def from_ms(ms: int | float | None) -> datetime | None:

@@ -133,6 +133,7 @@ class Dispatcher:
         clock: Clock | None = None,
         on_event: EventHook | None = None,
         concurrency: int = 8,
+        page_size: int = 500,
     ) -> None:
         self.store = store
         self.sqs = sqs
@@ -140,6 +141,7 @@ class Dispatcher:
         self.clock = clock or SystemClock()
         self.on_event = on_event
         self.concurrency = max(1, concurrency)
+        self.page_size = page_size
         self._triggers: dict[str, Any] = {}
 
     # --- the poller's entry point --------------------------------------------------------
@@ -173,7 +175,7 @@ class Dispatcher:
         rows: list[RunRow] = []
         last_key: dict[str, Any] | None = None
         while True:
-            page, last_key = self.store.due_page(shard, horizon_ms, last_key)
+            page, last_key = self.store.due_page(shard, horizon_ms, last_key, self.page_size)
             report.add(pages=1)
             rows.extend(page)
             if not last_key:  # a missed page is a lost run: follow LastEvaluatedKey to the end
@@ -296,7 +298,9 @@ class Dispatcher:
         overdue = scheduled < now - timedelta(seconds=self.settings.misfire_grace_s)
         policy = MisfirePolicy(row.misfire or MisfirePolicy.RUN_ONCE.value)
         if overdue and policy is MisfirePolicy.SKIP:
-            return None, self._skip_to(row, trigger.next(now), "missed (misfire policy skip)", report)
+            return None, self._skip_to(
+                row, trigger.next(now), "missed (misfire policy skip)", report
+            )
         if overdue and policy is MisfirePolicy.CATCH_UP:
             oldest = _oldest_allowed(trigger, scheduled, now)
             if oldest is not None and oldest > scheduled:
@@ -354,7 +358,7 @@ class Dispatcher:
         report: DispatchReport,
         skip_reason: str | None,
     ) -> bool:
-        """Claim (or skip) ``row``, create ``nxt`` and move the task's ``next_fire_at``: atomically."""
+        """Claim (or skip) ``row``, create ``nxt``, move the task's ``next_fire_at``: atomically."""
         models = self.store.models
         run, task = models.Run, models.Task
         now_ms = to_ms(self.clock.now())
@@ -371,13 +375,18 @@ class Dispatcher:
             ]
         task_actions: list[Any] = [task.updated_at.set(now_ms), task.version.add(1)]
         if nxt is None:
-            task_actions += [task.next_fire_at.remove(), task.status.set(TaskStatus.COMPLETED.value)]
+            task_actions += [
+                task.next_fire_at.remove(),
+                task.status.set(TaskStatus.COMPLETED.value),
+            ]
         else:
             task_actions.append(task.next_fire_at.set(nxt.scheduled_for))
         for attempt in range(4):
             try:
                 with self.store.transaction() as tx:
-                    tx.update(row, actions=row_actions, condition=run.status == RunStatus.PENDING.value)
+                    tx.update(
+                        row, actions=row_actions, condition=run.status == RunStatus.PENDING.value
+                    )
                     if nxt is not None:
                         tx.save(nxt, condition=run.sk.does_not_exist())
                     tx.update(
@@ -414,7 +423,7 @@ class Dispatcher:
     def mark_dead(
         self, row: RunRow, reason: str, report: DispatchReport | None, observed_status: str
     ) -> bool:
-        """DLQ message first, then ``dead``: a crash in between repeats the message, never loses it."""
+        """DLQ message first, then ``dead``: a crash between repeats the message, never loses it."""
         run = self.store.models.Run
         now_ms = to_ms(self.clock.now())
         send_dead_letter(self.sqs, self.settings, row, reason, row.error, self.clock.now())
@@ -422,7 +431,9 @@ class Dispatcher:
             row.update(
                 actions=[
                     run.status.set(RunStatus.DEAD.value),
-                    run.error.set(_clip(f"{reason}; last error: {row.error}" if row.error else reason)),
+                    run.error.set(
+                        _clip(f"{reason}; last error: {row.error}" if row.error else reason)
+                    ),
                     run.finished_at.set(now_ms),
                     run.expires_at.set(self._ttl(now_ms)),
                     run.due_shard.remove(),
@@ -463,7 +474,7 @@ class Dispatcher:
         ]
         try:
             response = self.sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
-        except Exception as exc:  # noqa: BLE001 - any SQS failure: the leases bring them back
+        except Exception as exc:
             report.add(send_failed=len(items))
             self._emit("send_failed", items[0].row, error=str(exc)[:200], count=len(items))
             return

@@ -120,7 +120,9 @@ class Executor:
             return None
         if run.status == RunStatus.RUNNING.value and (run.due_at or 0) <= now_ms:
             if (run.attempt or 0) >= (run.max_attempts or 1):
-                reason = f"attempt {run.attempt} of {run.max_attempts} never finished (worker crashed)"
+                reason = (
+                    f"attempt {run.attempt} of {run.max_attempts} never finished (worker crashed)"
+                )
                 return self._dead(run, reason, run.error)
             return None  # the worker of the last attempt died: this redelivery takes over
         return Result(Outcome.ACK, "duplicate", f"run is {run.status}")
@@ -164,7 +166,9 @@ class Executor:
         if task.expire_after is not None and now > from_ms(run.scheduled_for) + timedelta(
             seconds=float(task.expire_after)
         ):
-            return self._finish(run, RunStatus.EXPIRED, error="missed its deadline before it started")
+            return self._finish(
+                run, RunStatus.EXPIRED, error="missed its deadline before it started"
+            )
         if not self._start(run, now, timeout):
             return Result(Outcome.ACK, "duplicate", "another delivery started this attempt")
         budget = max(0.001, min(timeout, time_left() - self.safety_margin_s))
@@ -289,8 +293,10 @@ class Executor:
             actions.append(model.result.set(result))
         condition = (model.fence == run.fence) & (model.status == run.status)
         if running:
-            condition = (model.fence == run.fence) & (model.status == RunStatus.RUNNING.value) & (
-                model.attempt == run.attempt
+            condition = (
+                (model.fence == run.fence)
+                & (model.status == RunStatus.RUNNING.value)
+                & (model.attempt == run.attempt)
             )
         try:
             run.update(actions=actions, condition=condition)
@@ -313,8 +319,13 @@ class Executor:
         """The message names a run that does not exist (its task was deleted): DLQ and ack."""
         reason = f"run {msg.run_id!r} of task {msg.task_id!r} not found (deleted?)"
         if self.settings.dlq_url:
-            record = {"v": 1, "kind": "orphan", "task_id": msg.task_id, "run_id": msg.run_id,
-                      "reason": reason}
+            record = {
+                "v": 1,
+                "kind": "orphan",
+                "task_id": msg.task_id,
+                "run_id": msg.run_id,
+                "reason": reason,
+            }
             self.sqs.send_message(QueueUrl=self.settings.dlq_url, MessageBody=dumps(record))
         self._emit("orphan", None, error=reason)
         return Result(Outcome.ACK, "orphan", reason)
@@ -326,9 +337,11 @@ class Executor:
             return
         try:
             self.sqs.change_message_visibility(
-                QueueUrl=queue_url, ReceiptHandle=receipt, VisibilityTimeout=max(0, min(43200, seconds))
+                QueueUrl=queue_url,
+                ReceiptHandle=receipt,
+                VisibilityTimeout=max(0, min(43200, seconds)),
             )
-        except Exception as exc:  # noqa: BLE001 - the run's lease still brings it back
+        except Exception as exc:
             self._log("warning", "could not change visibility", None, error=str(exc)[:200])
 
     def _metric(self, name: str, unit: str, value: float) -> None:
@@ -374,7 +387,7 @@ def run_with_timeout(
     def target() -> None:
         try:
             box["value"] = func(payload, ctx)
-        except BaseException as exc:  # noqa: BLE001 - reported as the attempt's error
+        except BaseException as exc:
             box["error"] = exc
 
     thread = threading.Thread(target=target, name=f"dynacron-{ctx.run_id}", daemon=True)
@@ -391,4 +404,6 @@ def run_with_timeout(
 
 def _raise_in(thread: threading.Thread, exc_type: type[BaseException]) -> None:
     if thread.ident is not None:
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(exc_type))
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(thread.ident), ctypes.py_object(exc_type)
+        )

@@ -17,7 +17,7 @@ from .errors import ValidationError
 HandlerFunc = Callable[[dict[str, Any], Any], object]
 
 #: task_type and task_id: letters, digits and ``._:@+=-``; no key delimiter (#), no control chars.
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]*$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+=-]*")
 
 _registry: dict[str, HandlerFunc] = {}
 _lock = threading.Lock()
@@ -31,7 +31,7 @@ def check_name(field: str, value: object, max_length: int = 128) -> str:
         raise ValidationError(field, "must not be empty")
     if len(value) > max_length:
         raise ValidationError(field, f"is {len(value)} characters, the limit is {max_length}")
-    if not NAME_PATTERN.match(value):
+    if not NAME_PATTERN.fullmatch(value):
         raise ValidationError(
             field,
             "may contain only letters, digits and ._:@+=- and must start with a letter or digit "

@@ -421,7 +421,7 @@ class Scheduler:
                     r.update(actions=self._skip_actions(reason),
                              condition=(run.status == r.status) & (run.fence == r.fence)
                              if r.fence else run.status == r.status)
-                except Exception:  # noqa: BLE001 - it moved on; the worker checks the task anyway
+                except Exception:
                     continue
 
     def trigger_now(self, task_id: str) -> Run:

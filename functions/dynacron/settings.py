@@ -66,7 +66,9 @@ class Settings:
         if not 1 <= self.shards <= 1000:
             raise ConfigurationError(f"shards must be 1..1000, got {self.shards}")
         if not 0 < self.window_s <= 900:
-            raise ConfigurationError(f"window must be 0..900 s (SQS DelaySeconds), got {self.window_s}")
+            raise ConfigurationError(
+                f"window must be 0..900 s (SQS DelaySeconds), got {self.window_s}"
+            )
         if self.lease_s <= 0:
             raise ConfigurationError("lease must be positive")
 
@@ -87,7 +89,9 @@ class Settings:
             max_timeout_s=_num(env, "DYNACRON_MAX_TIMEOUT_SECONDS", 870.0),
             retention_days=_num(env, "DYNACRON_RETENTION_DAYS", 30.0),
             max_dispatches=int(_num(env, "DYNACRON_MAX_DISPATCHES", 10)),
-            handlers=tuple(m.strip() for m in env.get("DYNACRON_HANDLERS", "").split(",") if m.strip()),
+            handlers=tuple(
+                m.strip() for m in env.get("DYNACRON_HANDLERS", "").split(",") if m.strip()
+            ),
             lane_queues=_lanes(env.get("DYNACRON_LANE_QUEUES")),
         )
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})

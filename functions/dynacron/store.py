@@ -287,7 +287,9 @@ def run_from_row(row: RunRow) -> Run:
         finished_at=from_ms(row.finished_at),
         error=row.error,
         result=result,
-        expires_at=None if row.expires_at is None else datetime.fromtimestamp(int(row.expires_at), UTC),
+        expires_at=None
+        if row.expires_at is None
+        else datetime.fromtimestamp(int(row.expires_at), UTC),
         manual=bool(row.manual),
         lane=row.lane,
         max_attempts=int(row.max_attempts or 1),

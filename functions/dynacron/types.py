@@ -108,7 +108,8 @@ class RetryPolicy:
             raise ValidationError("retry.max_attempts", "must be an integer")
         if not 1 <= self.max_attempts <= MAX_ATTEMPTS_CAP:
             raise ValidationError(
-                "retry.max_attempts", f"must be between 1 and {MAX_ATTEMPTS_CAP}, got {self.max_attempts}"
+                "retry.max_attempts",
+                f"must be between 1 and {MAX_ATTEMPTS_CAP}, got {self.max_attempts}",
             )
         base = to_seconds(self.backoff_base, "retry.backoff_base")
         cap = to_seconds(self.backoff_max, "retry.backoff_max")

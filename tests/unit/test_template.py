@@ -186,7 +186,7 @@ def test_requirements_hold_the_lambda_dependencies_only() -> None:
         for line in REQUIREMENTS.read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.lstrip().startswith("#")
     }
-    assert names == {"pynamodb", "croniter", "aws-lambda-powertools"}
+    assert names == {"pynamodb", "croniter", "aws-lambda-powertools", "tzdata"}
 
 
 # --- table --------------------------------------------------------------------------------------

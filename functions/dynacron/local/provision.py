@@ -39,13 +39,16 @@ _CfnLoader.add_multi_constructor("!", _cfn_tag)
 
 def load_template(path: str | Path) -> dict[str, Any]:
     with open(path, encoding="utf-8") as fh:
-        return yaml.load(fh, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+        return yaml.load(fh, Loader=_CfnLoader)
 
 
 def find_template() -> Path:
     """``$DYNACRON_TEMPLATE``, else ``template.yaml`` in the cwd or the source checkout."""
-    candidates = [os.environ.get("DYNACRON_TEMPLATE"), "template.yaml",
-                  Path(__file__).resolve().parents[3] / "template.yaml"]
+    candidates = [
+        os.environ.get("DYNACRON_TEMPLATE"),
+        "template.yaml",
+        Path(__file__).resolve().parents[3] / "template.yaml",
+    ]
     for candidate in candidates:
         if candidate and Path(candidate).is_file():
             return Path(candidate)
@@ -77,7 +80,7 @@ def provision(
     queues = _resources_of(template, "AWS::SQS::Queue")
     if len(tables) != 1 or "WorkQueue" not in queues or "DeadLetterQueue" not in queues:
         raise ValueError("template.yaml must declare one table, WorkQueue and DeadLetterQueue")
-    (table_id, table_props), = tables.items()
+    ((table_id, table_props),) = tables.items()
     table_name = f"{prefix}-{table_id}"
     _create_table(dynamodb, table_name, table_props)
     urls: dict[str, str] = {}
