@@ -82,17 +82,19 @@ class Env:
 
     def receive(self, queue: str = "work", max_messages: int = 10, visibility: int = 30) -> list:
         url = self.settings.queue_url if queue == "work" else self.settings.dlq_url
-        out: list = []
+        out: dict[str, dict] = {}
         while True:
             got = self.sqs.receive_message(
                 QueueUrl=url,
                 MaxNumberOfMessages=max_messages,
-                VisibilityTimeout=visibility,
+                VisibilityTimeout=max(1, visibility),
+                WaitTimeSeconds=0,
                 AttributeNames=["All"],
             ).get("Messages", [])
-            if not got:
-                return out
-            out.extend(got)
+            fresh = [m for m in got if m["MessageId"] not in out]
+            if not fresh:
+                return list(out.values())
+            out.update((m["MessageId"], m) for m in fresh)
 
     def table_items(self) -> list[dict]:
         return self.dynamodb.scan(TableName=self.settings.table_name)["Items"]

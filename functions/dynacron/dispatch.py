@@ -375,10 +375,11 @@ class Dispatcher:
             ]
         task_actions: list[Any] = [task.updated_at.set(now_ms), task.version.add(1)]
         if nxt is None:
-            task_actions += [
-                task.next_fire_at.remove(),
-                task.status.set(TaskStatus.COMPLETED.value),
-            ]
+            # The chain ends. A claimed last run keeps the task active until the run finishes
+            # (the worker completes it); a skipped one ends it now.
+            task_actions.append(task.next_fire_at.remove())
+            if skip_reason is not None:
+                task_actions.append(task.status.set(TaskStatus.COMPLETED.value))
         else:
             task_actions.append(task.next_fire_at.set(nxt.scheduled_for))
         for attempt in range(4):
@@ -447,6 +448,8 @@ class Dispatcher:
             raise
         if report is not None:
             report.add(dead=1)
+        if not row.manual:
+            self.store.complete_if_done(row.task_id, now_ms)
         self._emit("dead", row, reason=reason)
         return True
 

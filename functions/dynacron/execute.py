@@ -173,9 +173,14 @@ class Executor:
             return Result(Outcome.ACK, "duplicate", "another delivery started this attempt")
         budget = max(0.001, min(timeout, time_left() - self.safety_margin_s))
         ok, value, error = self._run_handler(run, task, now, budget)
-        if ok:
-            return self._succeed(run, value, now)
-        return self._fail(run, task, error or "failed", receipt, queue_url)
+        res = (
+            self._succeed(run, value, now)
+            if ok
+            else self._fail(run, task, error or "failed", receipt, queue_url)
+        )
+        if res.outcome is Outcome.ACK and not run.manual and task.next_fire_at is None:
+            self.store.complete_if_done(run.task_id, to_ms(self.clock.now()))
+        return res
 
     def _start(self, run: RunRow, now: datetime, timeout: float) -> bool:
         model = self.store.models.Run

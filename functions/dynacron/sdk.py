@@ -16,7 +16,7 @@ from typing import Any
 
 from pynamodb.exceptions import TransactWriteError
 
-from .clock import Clock, SystemClock, to_ms
+from .clock import Clock, SystemClock, from_ms, to_ms
 from .dispatch import Dispatcher
 from .errors import InvalidStateError, RunNotFound, TaskNotFound, ValidationError
 from .registry import check_name
@@ -114,13 +114,22 @@ class Scheduler:
         with different arguments it raises ``ValidationError``.
         """
         now = self.clock.now()
-        spec = self._validate(task_type, payload, trigger, task_id, retry, timeout, misfire, lane,
-                              expire_after)
+        spec = self._validate(
+            task_type, payload, trigger, task_id, retry, timeout, misfire, lane, expire_after
+        )
         trigger = spec["trigger"]
-        anchored = trigger.anchored(now)
-        first = anchored.first(now)
-        if first is None:
-            raise ValidationError("trigger", "has no fire time in the future")
+        try:
+            trigger.validate_for_schedule(now, PAST_GRACE_SECONDS)
+            anchored = trigger.anchored(now)
+            first = anchored.first(now)
+            if first is None:
+                raise ValidationError("trigger", "has no fire time in the future")
+        except ValidationError:
+            # A retried create whose time has passed since: the task it made, not an error.
+            row = self.store.get_task_row(task_id) if task_id is not None else None
+            if row is not None and row.spec_hash == spec["hash"]:
+                return task_from_row(row)
+            raise
         task_id = task_id or secrets.token_hex(12)
         task_row, run_row = self._rows(task_id, spec, anchored, first, now)
         try:
@@ -153,7 +162,6 @@ class Scheduler:
         payload_text = _payload_text({} if payload is None else payload)
         if not isinstance(trigger, Trigger):
             raise ValidationError("trigger", "must be At(...), Every(...) or Cron(...)")
-        trigger.validate_for_schedule(self.clock.now(), PAST_GRACE_SECONDS)
         retry = RetryPolicy() if retry is None else retry
         if not isinstance(retry, RetryPolicy):
             raise ValidationError("retry", "must be a RetryPolicy")
@@ -176,7 +184,8 @@ class Scheduler:
                 raise ValidationError("expire_after", "must be > 0 seconds")
         spec = {
             "task_type": task_type,
-            "payload": payload_text,
+            # parsed back so that dumps() sorts its keys: equal dicts hash equal (idempotency)
+            "payload": json.loads(payload_text),
             "trigger": trigger.to_dict(),
             "retry": retry.to_dict(),
             "timeout": timeout_s,
@@ -185,7 +194,7 @@ class Scheduler:
             "expire_after": expire_s,
         }
         digest = hashlib.sha256(dumps(spec).encode()).hexdigest()
-        return {**spec, "trigger": trigger, "retry": retry, "hash": digest}
+        return {**spec, "payload": payload_text, "trigger": trigger, "retry": retry, "hash": digest}
 
     def _rows(
         self, task_id: str, spec: dict[str, Any], trigger: Trigger, first: Any, now: Any
@@ -268,7 +277,9 @@ class Scheduler:
             raise TaskNotFound(task_id)
         return row
 
-    def list(self, status: TaskStatus | str | None = None, task_type: str | None = None) -> Iterator[Task]:
+    def list(
+        self, status: TaskStatus | str | None = None, task_type: str | None = None
+    ) -> Iterator[Task]:
         """All tasks, optionally filtered (a table Scan: meant for operators, not hot paths)."""
         wanted = None if status is None else TaskStatus(status).value
         for row in self.store.scan_tasks():
@@ -309,7 +320,9 @@ class Scheduler:
             if row.status == target.value:
                 return task_from_row(row)
             if row.status not in allowed:
-                raise InvalidStateError(f"task {task_id!r} is {row.status}; cannot make it {target}")
+                raise InvalidStateError(
+                    f"task {task_id!r} is {row.status}; cannot make it {target}"
+                )
             try:
                 extra = build(row)
                 self._commit_task_change(row, target, extra)
@@ -330,7 +343,9 @@ class Scheduler:
                 next_fire = op[1]
         if target is TaskStatus.ACTIVE:
             actions.append(
-                task.next_fire_at.set(next_fire) if next_fire is not None else task.next_fire_at.remove()
+                task.next_fire_at.set(next_fire)
+                if next_fire is not None
+                else task.next_fire_at.remove()
             )
             if next_fire is None:
                 actions[0] = task.status.set(TaskStatus.COMPLETED.value)
@@ -352,19 +367,31 @@ class Scheduler:
         if head is None or head.status != RunStatus.PENDING.value:
             return []
         run = self.store.models.Run
-        return [("run", lambda tx: tx.update(
-            head, actions=[run.due_shard.remove(), run.due_at.remove()],
-            condition=run.status == RunStatus.PENDING.value,
-        ))]
+        return [
+            (
+                "run",
+                lambda tx: tx.update(
+                    head,
+                    actions=[run.due_shard.remove(), run.due_at.remove()],
+                    condition=run.status == RunStatus.PENDING.value,
+                ),
+            )
+        ]
 
     def _cancel_tx(self, row: TaskRow) -> list[Any]:
         head = self._head(row)
         if head is None or head.status != RunStatus.PENDING.value:
             return []
-        return [("run", lambda tx: tx.update(
-            head, actions=self._skip_actions("task cancelled"),
-            condition=self.store.models.Run.status == RunStatus.PENDING.value,
-        ))]
+        return [
+            (
+                "run",
+                lambda tx: tx.update(
+                    head,
+                    actions=self._skip_actions("task cancelled"),
+                    condition=self.store.models.Run.status == RunStatus.PENDING.value,
+                ),
+            )
+        ]
 
     def _skip_actions(self, reason: str) -> list[Any]:
         run = self.store.models.Run
@@ -384,7 +411,8 @@ class Scheduler:
         now = self.clock.now()
         trigger = trigger_from_dict(json.loads(row.trigger))
         head = self._head(row)
-        nxt = trigger.first(now)
+        # Not before the pending head: occurrences before it were already created (and claimed).
+        nxt = trigger.first(max(now, from_ms(row.next_fire_at)) if row.next_fire_at else now)
         if nxt is None and isinstance(trigger, At):
             nxt = now  # a one-time task resumed after its time runs once, now
         ops: list[Any] = []
@@ -392,15 +420,27 @@ class Scheduler:
         nxt_ms = None if nxt is None else to_ms(nxt)
         if head is not None and head.status == RunStatus.PENDING.value:
             if nxt_ms == int(head.scheduled_for):
-                ops.append(("run", lambda tx: tx.update(
-                    head, actions=[run.due_shard.set(int(row.shard)), run.due_at.set(nxt_ms)],
-                    condition=run.status == RunStatus.PENDING.value,
-                )))
+                ops.append(
+                    (
+                        "run",
+                        lambda tx: tx.update(
+                            head,
+                            actions=[run.due_shard.set(int(row.shard)), run.due_at.set(nxt_ms)],
+                            condition=run.status == RunStatus.PENDING.value,
+                        ),
+                    )
+                )
                 return [*ops, ("next_fire_at", nxt_ms)]
-            ops.append(("run", lambda tx: tx.update(
-                head, actions=self._skip_actions("missed while the task was paused"),
-                condition=run.status == RunStatus.PENDING.value,
-            )))
+            ops.append(
+                (
+                    "run",
+                    lambda tx: tx.update(
+                        head,
+                        actions=self._skip_actions("missed while the task was paused"),
+                        condition=run.status == RunStatus.PENDING.value,
+                    ),
+                )
+            )
         if nxt_ms is not None:
             new = self._run_row(row, scheduled_run_id(nxt_ms), nxt_ms, manual=False)
             ops.append(("run", lambda tx: tx.save(new, condition=run.sk.does_not_exist())))
@@ -413,24 +453,32 @@ class Scheduler:
             self._short_notice(head)
 
     def _skip_claimed_runs(self, task_id: str, reason: str) -> None:
-        """Queued or retrying runs of a cancelled task leave the index (the worker skips them too)."""
+        """Queued or retrying runs of a cancelled task leave the index (the worker skips them)."""
         run = self.store.models.Run
         for r in self.store.query_runs(task_id):
-            if r.status in (RunStatus.QUEUED.value, RunStatus.RETRYING.value, RunStatus.PENDING.value):
+            if r.status in (
+                RunStatus.QUEUED.value,
+                RunStatus.RETRYING.value,
+                RunStatus.PENDING.value,
+            ):
                 try:
-                    r.update(actions=self._skip_actions(reason),
-                             condition=(run.status == r.status) & (run.fence == r.fence)
-                             if r.fence else run.status == r.status)
+                    r.update(
+                        actions=self._skip_actions(reason),
+                        condition=(run.status == r.status) & (run.fence == r.fence)
+                        if r.fence
+                        else run.status == r.status,
+                    )
                 except Exception:
                     continue
 
     def trigger_now(self, task_id: str) -> Run:
-        """An extra run now, outside the trigger (also for a paused task; not for a cancelled one)."""
+        """An extra run now, outside the trigger (also for a paused task, not a cancelled one)."""
         row = self._task_row(task_id)
         if row.status == TaskStatus.CANCELLED.value:
             raise InvalidStateError(f"task {task_id!r} is cancelled")
         now_ms = to_ms(self.clock.now())
-        run_row = self._run_row(row, manual_run_id(now_ms, secrets.token_hex(3)), now_ms, manual=True)
+        run_id = manual_run_id(now_ms, secrets.token_hex(3))
+        run_row = self._run_row(row, run_id, now_ms, manual=True)
         run_row.save(condition=self.store.models.Run.sk.does_not_exist())
         self._short_notice(run_row)
         return self.get_run(task_id, run_row.run_id)
@@ -441,7 +489,9 @@ class Scheduler:
         if row is None:
             raise RunNotFound(task_id, run_id)
         if row.status not in (RunStatus.DEAD.value, RunStatus.EXPIRED.value):
-            raise InvalidStateError(f"run {run_id!r} is {row.status}; only dead or expired runs redrive")
+            raise InvalidStateError(
+                f"run {run_id!r} is {row.status}; only dead or expired runs redrive"
+            )
         task = self._task_row(task_id)
         run = self.store.models.Run
         now_ms = to_ms(self.clock.now())
@@ -465,7 +515,9 @@ class Scheduler:
 
 def _payload_text(payload: Any) -> str:
     if not isinstance(payload, dict):
-        raise ValidationError("payload", f"must be a JSON object (dict), got {type(payload).__name__}")
+        raise ValidationError(
+            "payload", f"must be a JSON object (dict), got {type(payload).__name__}"
+        )
     try:
         text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -476,5 +528,3 @@ def _payload_text(payload: Any) -> str:
             "payload", f"is {size} bytes as JSON, the limit is {MAX_PAYLOAD_BYTES} bytes"
         )
     return text
-
-

@@ -201,6 +201,30 @@ class Store:
         except self.models.Task.DoesNotExist:
             return None
 
+    def complete_if_done(self, task_id: str, now_ms: int) -> bool:
+        """Mark the task ``completed`` if it is active and its chain has ended (no next fire).
+
+        Called when the last occurrence of a task finishes; a no-op for a task that goes on.
+        """
+        from pynamodb.exceptions import UpdateError
+
+        from .types import TaskStatus
+
+        task = self.models.Task
+        try:
+            task(task_pk(task_id), TASK_SK).update(
+                actions=[
+                    task.status.set(TaskStatus.COMPLETED.value),
+                    task.updated_at.set(now_ms),
+                    task.version.add(1),
+                ],
+                condition=(task.status == TaskStatus.ACTIVE.value)
+                & task.next_fire_at.does_not_exist(),
+            )
+        except UpdateError:
+            return False  # still has occurrences ahead, or it was paused/cancelled/deleted
+        return True
+
     def scan_tasks(self) -> Iterator[TaskRow]:
         return self.models.Task.scan(self.models.Task.sk == TASK_SK)
 

@@ -248,12 +248,16 @@ def test_paused_task_head_is_not_claimed(env):
     assert env.dispatcher().poll().sent == 0
 
 
-def test_one_time_task_completes_when_its_run_is_claimed(env):
+def test_one_time_task_completes_when_its_run_finishes(env):
     s = quiet_scheduler(env)
     t = s.schedule("noop", {}, trigger=At(env.clock.now() + timedelta(seconds=3)))
     env.dispatcher().poll()
     task = s.get(t.task_id)
-    assert task.status.value == "completed" and task.next_fire_at is None
+    assert task.status.value == "active" and task.next_fire_at is None  # claimed, not yet run
+    env.clock.advance(3)
+    (msg,) = env.receive()
+    assert env.executor().execute(msg["Body"], msg["ReceiptHandle"]).status == "succeeded"
+    assert s.get(t.task_id).status.value == "completed"
 
 
 def test_end_at_stops_the_chain(env):
@@ -261,5 +265,5 @@ def test_end_at_stops_the_chain(env):
     t = s.schedule("noop", {}, trigger=Every(20, end_at=env.clock.now() + timedelta(seconds=50)))
     env.dispatcher().poll()
     assert len(env.sqs.sent) == 3  # +0, +20, +40
-    assert s.get(t.task_id).status.value == "completed"
+    assert s.get(t.task_id).next_fire_at is None
     assert len(run_items(env, t.task_id)) == 3

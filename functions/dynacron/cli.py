@@ -1,0 +1,1073 @@
+"""The ``dynacron`` command line.
+
+Commands::
+
+    dynacron schedule TASK_TYPE (--at ISO | --every SECONDS | --cron EXPR [--tz TZ]) ...
+    dynacron list | show TASK_ID | runs TASK_ID
+    dynacron cancel | pause | resume | trigger TASK_ID
+    dynacron next (--at ISO | --every SECONDS | --cron EXPR [--tz TZ]) [-n 5] [--after ISO]
+    dynacron dlq list | dlq redrive (--all | TASK_ID RUN_ID)
+    dynacron local [--port 8765] [--handlers mod[,mod]] [--demo] [--duration S] [--shards N]
+
+Configuration comes from the group options or the environment: ``--table`` (DYNACRON_TABLE),
+``--queue-url`` (DYNACRON_QUEUE_URL), ``--dlq-url`` (DYNACRON_DLQ_URL), ``--endpoint-url``
+(AWS_ENDPOINT_URL), ``--region`` (AWS_REGION / AWS_DEFAULT_REGION). Nothing talks to AWS until a
+command needs it (``next`` and ``local`` never do).
+
+Every read command takes ``--json``: datetimes as ISO 8601 (UTC, ``Z``), enums as their values.
+Date-times on input must carry an offset or ``Z``. Durations are seconds, or a number with a unit
+(``90``, ``1.5``, ``90s``, ``5m``, ``2h``, ``1d``, ``1h30m``).
+
+Errors are one line on stderr, ``error: ...``, never a traceback (set ``DYNACRON_DEBUG=1`` to
+see one for unexpected failures).
+
+Exit codes:
+
+- 0: ok
+- 1: unexpected failure
+- 2: usage or validation error (bad input; nothing was written)
+- 3: not found (task or run)
+- 4: invalid state (e.g. resuming a cancelled task, redriving a run that is not dead)
+- 5: cannot reach AWS, AWS refused the request, or configuration missing (no table, no queue)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import sys
+import traceback
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import click
+
+from .errors import (
+    ConfigurationError,
+    DynacronError,
+    InvalidStateError,
+    RunNotFound,
+    TaskNotFound,
+    ValidationError,
+)
+from .triggers import At, Cron, Every, Trigger
+from .types import MisfirePolicy, RetryPolicy, TaskStatus
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_INVALID_STATE = 4
+EXIT_UNAVAILABLE = 5
+
+EXIT_CODES_EPILOG = """\b
+Exit codes:
+  0  ok
+  1  unexpected failure
+  2  usage or validation error (bad input; nothing was written)
+  3  not found (task or run)
+  4  invalid state (e.g. resuming a cancelled task)
+  5  cannot reach AWS / configuration missing"""
+
+#: SDK ValidationError fields → the CLI option a user typed.
+_FIELD_OPTIONS = {
+    "task_type": "TASK_TYPE",
+    "task_id": "--task-id",
+    "payload": "--payload",
+    "trigger.when": "--at",
+    "trigger.interval": "--every",
+    "trigger.expr": "--cron",
+    "trigger.tz": "--tz",
+    "trigger.start_at": "--start-at",
+    "trigger.end_at": "--end-at",
+    "retry.max_attempts": "--max-attempts",
+    "retry.backoff_base": "--backoff-base",
+    "retry.backoff_max": "--backoff-max",
+    "timeout": "--timeout",
+    "misfire": "--misfire",
+}
+
+#: DLQ message kinds that name a run Scheduler.redrive can revive.
+_REDRIVABLE = ("dead_run", "work")
+
+
+# --- parameter types -----------------------------------------------------------------------
+
+
+class _Instant(click.ParamType):
+    """An ISO 8601 date-time with an offset or ``Z``; naive input is refused."""
+
+    name = "ISO8601"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, datetime):
+            return value
+        text = str(value).strip()
+        if text.endswith("z"):
+            text = text[:-1] + "Z"
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            self.fail(
+                f"{value!r} is not an ISO 8601 date-time (e.g. 2026-05-01T09:00:00Z)", param, ctx
+            )
+        if when.tzinfo is None or when.utcoffset() is None:
+            self.fail(f"{value!r} has no UTC offset: add Z or +HH:MM (e.g. {text}Z)", param, ctx)
+        return when
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d)")
+
+
+class _Duration(click.ParamType):
+    """Seconds (``90``, ``1.5``) or a number with units (``90s``, ``5m``, ``1h30m``, ``1d``)."""
+
+    name = "SECONDS"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        text = str(value).strip().lower()
+        try:
+            seconds = float(text)
+        except ValueError:
+            parts = _DURATION_PART.findall(text)
+            if not parts or "".join(n + u for n, u in parts) != text:
+                self.fail(
+                    f"{value!r} is not a duration (seconds like 90 or 1.5, or 90s, 5m, 2h, 1d)",
+                    param,
+                    ctx,
+                )
+            seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+        if not math.isfinite(seconds) or seconds < 0:
+            self.fail(f"{value!r} must be a finite, non-negative number of seconds", param, ctx)
+        return seconds
+
+
+INSTANT = _Instant()
+DURATION = _Duration()
+
+
+# --- configuration -------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Config:
+    """The group options; builds the Scheduler only when a command needs AWS."""
+
+    table: str | None = None
+    queue_url: str | None = None
+    dlq_url: str | None = None
+    endpoint_url: str | None = None
+    region: str | None = None
+    _scheduler: Any = None
+
+    def options(self) -> tuple[str | None, ...]:
+        return (self.table, self.queue_url, self.dlq_url, self.endpoint_url, self.region)
+
+    def settings(self) -> Any:
+        from .settings import Settings
+
+        return Settings.from_env(
+            table_name=self.table,
+            queue_url=self.queue_url,
+            dlq_url=self.dlq_url,
+            endpoint_url=self.endpoint_url,
+            region=self.region,
+        )
+
+    def scheduler(self) -> Any:
+        if self._scheduler is None:
+            settings = self.settings()
+            if not settings.table_name:
+                raise ConfigurationError("no table: pass --table or set DYNACRON_TABLE")
+            from .sdk import Scheduler
+
+            self._scheduler = Scheduler(settings=settings)
+        return self._scheduler
+
+    def require_dlq(self) -> str:
+        url = self.scheduler().settings.dlq_url
+        if not url:
+            raise ConfigurationError("no DLQ: pass --dlq-url or set DYNACRON_DLQ_URL")
+        return url
+
+
+# --- error handling ------------------------------------------------------------------------
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _aws_message(exc: BaseException) -> str | None:
+    """A one-line description if ``exc`` (or its cause) is a botocore/PynamoDB error."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 5:
+        if isinstance(current, ClientError):
+            err = current.response.get("Error", {})
+            code = err.get("Code", "ClientError")
+            op = getattr(current, "operation_name", "") or ""
+            return f"AWS refused {op or 'the request'}: {code}: {err.get('Message', '')}".strip()
+        if isinstance(current, BotoCoreError):
+            return f"cannot reach AWS: {current}"
+        nxt = getattr(current, "cause", None) or current.__cause__ or current.__context__
+        current = nxt if isinstance(nxt, BaseException) else None
+        seen += 1
+    try:
+        from pynamodb.exceptions import PynamoDBException
+    except ImportError:  # pragma: no cover - pynamodb is a dependency
+        return None
+    if isinstance(exc, PynamoDBException):
+        return f"DynamoDB: {exc}"
+    return None
+
+
+def _classify(exc: BaseException) -> tuple[int, str]:
+    """(exit code, one-line message) for an exception raised by a command."""
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError):
+        return EXIT_OK, ""
+    if isinstance(exc, click.UsageError):
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        return EXIT_USAGE, exc.format_message() + hint
+    if isinstance(exc, click.ClickException):
+        return EXIT_USAGE, exc.format_message()
+    if isinstance(exc, click.Abort):
+        return EXIT_FAILURE, "aborted"
+    if isinstance(exc, ValidationError):
+        return EXIT_USAGE, f"{_FIELD_OPTIONS.get(exc.field, exc.field)}: {exc.message}"
+    if isinstance(exc, TaskNotFound | RunNotFound):
+        return EXIT_NOT_FOUND, str(exc)
+    if isinstance(exc, InvalidStateError):
+        return EXIT_INVALID_STATE, str(exc)
+    if isinstance(exc, ConfigurationError):
+        return EXIT_UNAVAILABLE, str(exc)
+    aws = _aws_message(exc)
+    if aws is not None:
+        return EXIT_UNAVAILABLE, aws
+    if isinstance(exc, DynacronError):
+        return EXIT_FAILURE, str(exc)
+    return EXIT_FAILURE, f"unexpected {type(exc).__name__}: {exc}"
+
+
+class _Group(click.Group):
+    """The top-level group: turns every failure into one ``error:`` line and an exit code."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            code = rv if isinstance(rv, int) and not isinstance(rv, bool) else EXIT_OK
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.ctx.get_help())
+            code = EXIT_OK
+        except Exception as exc:
+            code, message = _classify(exc)
+            if code == EXIT_FAILURE and os.environ.get("DYNACRON_DEBUG"):
+                traceback.print_exc()
+            click.echo(f"error: {_one_line(message)}", err=True)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+# --- output --------------------------------------------------------------------------------
+
+
+def _iso(when: datetime | None) -> str | None:
+    if when is None:
+        return None
+    spec = "milliseconds" if when.microsecond else "seconds"
+    return when.astimezone(UTC).isoformat(timespec=spec).replace("+00:00", "Z")
+
+
+def _local_iso(when: datetime, zone: Any) -> str:
+    local = when.astimezone(zone)
+    spec = "milliseconds" if local.microsecond else "seconds"
+    return local.isoformat(timespec=spec)
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:g}s"
+
+
+def _trigger_json(trigger: Trigger) -> dict[str, Any]:
+    data: dict[str, Any] = {"type": trigger.to_dict()["type"]}
+    for f in dataclasses.fields(trigger):  # type: ignore[arg-type]
+        data[f.name] = _jsonable(getattr(trigger, f.name))
+    data["description"] = trigger.describe()
+    return data
+
+
+def _jsonable(value: Any) -> Any:
+    """Dataclasses → dicts, datetimes → ISO 8601, enums → values, recursively."""
+    if isinstance(value, Trigger):
+        return _trigger_json(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        data = {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        lateness = getattr(value, "lateness", None)
+        if isinstance(lateness, timedelta):
+            data["lateness_seconds"] = lateness.total_seconds()
+        elif "started_at" in data and "scheduled_for" in data:
+            data["lateness_seconds"] = None
+        return data
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return _iso(value)
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(_jsonable(value), indent=2, ensure_ascii=False, sort_keys=False))
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    console = Console(stderr=False, highlight=False, markup=False, emoji=False)
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        # Piped or captured: do not squeeze tables into 80 columns.
+        console = Console(stderr=False, highlight=False, markup=False, emoji=False, width=200)
+    return console
+
+
+def _text(value: Any) -> Any:
+    from rich.text import Text
+
+    if value is None:
+        return Text("-")
+    if isinstance(value, datetime):
+        return Text(_iso(value) or "-")
+    if isinstance(value, Enum):
+        return Text(str(value.value))
+    return Text(str(value))
+
+
+def _table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", show_lines=False)
+    for col in columns:
+        wide = col in ("error", "reason", "trigger", "payload")
+        table.add_column(col, overflow="fold", no_wrap=not wide)
+    for row in rows:
+        table.add_row(*(_text(v) for v in row))
+    _console().print(table)
+
+
+def _kv(title: str | None, pairs: Iterable[tuple[str, Any]]) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", show_header=False)
+    table.add_column("field", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    for key, value in pairs:
+        table.add_row(_text(key), _text(value))
+    _console().print(table)
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(_jsonable(value), separators=(",", ":"), ensure_ascii=False)
+
+
+def _show_task(task: Any, title: str | None = None) -> None:
+    retry = task.retry
+    _kv(
+        title or f"task {task.task_id}",
+        [
+            ("task_id", task.task_id),
+            ("task_type", task.task_type),
+            ("status", task.status),
+            ("trigger", task.trigger.describe()),
+            ("next_fire_at", task.next_fire_at),
+            ("payload", _compact(task.payload)),
+            (
+                "retry",
+                f"max_attempts={retry.max_attempts} backoff_base={retry.backoff_base:g}s "
+                f"backoff_max={retry.backoff_max:g}s jitter={retry.jitter:g}",
+            ),
+            ("timeout", _seconds(task.timeout)),
+            ("misfire", task.misfire),
+            ("lane", task.lane),
+            ("expire_after", _seconds(task.expire_after) if task.expire_after else None),
+            ("created_at", task.created_at),
+            ("updated_at", task.updated_at),
+            ("version", task.version),
+        ],
+    )
+
+
+def _run_row(run: Any) -> list[Any]:
+    late = run.lateness
+    return [
+        run.run_id,
+        run.status,
+        run.scheduled_for,
+        f"{run.attempt}/{run.max_attempts}",
+        run.started_at,
+        run.finished_at,
+        None if late is None else f"{late.total_seconds():.3f}s",
+        "yes" if run.manual else "",
+        run.error,
+    ]
+
+
+_RUN_COLUMNS = (
+    "run_id",
+    "status",
+    "scheduled_for",
+    "attempt",
+    "started_at",
+    "finished_at",
+    "lateness",
+    "manual",
+    "error",
+)
+
+
+def _show_run(run: Any, title: str) -> None:
+    _kv(
+        title,
+        [
+            ("task_id", run.task_id),
+            ("run_id", run.run_id),
+            ("status", run.status),
+            ("scheduled_for", run.scheduled_for),
+            ("attempt", f"{run.attempt}/{run.max_attempts}"),
+            ("manual", run.manual),
+            ("error", run.error),
+        ],
+    )
+
+
+# --- triggers ------------------------------------------------------------------------------
+
+
+def _build_trigger(
+    at: datetime | None,
+    every: float | None,
+    cron: str | None,
+    tz: str | None,
+    start_at: datetime | None,
+    end_at: datetime | None,
+    *,
+    tz_for_display: bool = False,
+) -> Trigger:
+    given = [n for n, v in (("--at", at), ("--every", every), ("--cron", cron)) if v is not None]
+    if not given:
+        raise click.UsageError("give one trigger: --at ISO8601, --every SECONDS or --cron EXPR")
+    if len(given) > 1:
+        raise click.UsageError(f"give exactly one trigger option, got {' and '.join(given)}")
+    if at is not None and (start_at is not None or end_at is not None):
+        raise click.UsageError("--start-at and --end-at apply to --every and --cron, not --at")
+    if tz is not None and cron is None and not tz_for_display:
+        raise click.UsageError("--tz applies to --cron only")
+    if at is not None:
+        return At(at)
+    if every is not None:
+        return Every(every, start_at=start_at, end_at=end_at)
+    assert cron is not None
+    return Cron(cron, tz=tz or "UTC", start_at=start_at, end_at=end_at)
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        if not name or name != name.strip():
+            raise ValueError(name)
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise click.BadParameter(
+            f"unknown time zone {name!r} (use an IANA name like Europe/Berlin)", param_hint="'--tz'"
+        ) from None
+
+
+def _trigger_options(func: Any) -> Any:
+    options = [
+        click.option("--at", "at", type=INSTANT, help="Fire once at this instant (offset or Z)."),
+        click.option("--every", type=DURATION, help="Fire every SECONDS (90, 5m, 1h30m)."),
+        click.option("--cron", "cron", metavar="EXPR", help="5-field cron expression."),
+        click.option("--tz", metavar="TZ", help="IANA time zone of --cron (default UTC)."),
+        click.option("--start-at", type=INSTANT, help="First fire not before (--every/--cron)."),
+        click.option("--end-at", type=INSTANT, help="No fire after (--every/--cron)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+# --- the group -----------------------------------------------------------------------------
+
+
+@click.group(
+    cls=_Group,
+    epilog=EXIT_CODES_EPILOG,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.option("--table", metavar="NAME", help="DynamoDB table [env DYNACRON_TABLE].")
+@click.option("--queue-url", metavar="URL", help="Work queue [env DYNACRON_QUEUE_URL].")
+@click.option("--dlq-url", metavar="URL", help="Dead-letter queue [env DYNACRON_DLQ_URL].")
+@click.option("--endpoint-url", metavar="URL", help="AWS endpoint [env AWS_ENDPOINT_URL].")
+@click.option("--region", metavar="REGION", help="AWS region [env AWS_REGION].")
+@click.version_option(package_name="dynacron", prog_name="dynacron")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    table: str | None,
+    queue_url: str | None,
+    dlq_url: str | None,
+    endpoint_url: str | None,
+    region: str | None,
+) -> None:
+    """dynacron: one-time, interval and cron tasks on DynamoDB + SQS + Lambda."""
+    config = _Config(
+        table=table, queue_url=queue_url, dlq_url=dlq_url, endpoint_url=endpoint_url, region=region
+    )
+    # A caller that embeds the CLI (tests) may pass obj=_Config(...) with the same options to
+    # reuse its Scheduler and AWS clients across invocations.
+    if not (isinstance(ctx.obj, _Config) and ctx.obj.options() == config.options()):
+        ctx.obj = config
+
+
+pass_config = click.make_pass_decorator(_Config)
+
+
+# --- schedule ------------------------------------------------------------------------------
+
+
+def _payload(text: str | None, file: Any) -> dict[str, Any]:
+    if text is not None and file is not None:
+        raise click.UsageError("give --payload or --payload-file, not both")
+    option = "--payload" if file is None else "--payload-file"
+    if text is None and file is None:
+        return {}
+    raw = text if text is not None else file.read()
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise click.BadParameter(f"not valid JSON ({exc})", param_hint=f"'{option}'") from None
+    if not isinstance(value, dict):
+        raise click.BadParameter(
+            f"must be a JSON object, got {type(value).__name__}", param_hint=f"'{option}'"
+        )
+    return value
+
+
+@cli.command(epilog=EXIT_CODES_EPILOG)
+@click.argument("task_type")
+@click.option("--payload", "payload_text", metavar="JSON", help="Payload, a JSON object.")
+@click.option(
+    "--payload-file", type=click.File("r", encoding="utf-8"), help="Payload file (- = stdin)."
+)
+@_trigger_options
+@click.option("--task-id", metavar="ID", help="Idempotency: same id + same arguments = same task.")
+@click.option(
+    "--max-attempts", type=int, help=f"Attempts incl. the first [{RetryPolicy().max_attempts}]."
+)
+@click.option(
+    "--backoff-base", type=DURATION, help=f"First retry delay [{RetryPolicy().backoff_base:g}s]."
+)
+@click.option(
+    "--backoff-max", type=DURATION, help=f"Longest retry delay [{RetryPolicy().backoff_max:g}s]."
+)
+@click.option("--timeout", type=DURATION, default=60.0, show_default=True, help="Per attempt.")
+@click.option(
+    "--misfire",
+    type=click.Choice([p.value for p in MisfirePolicy]),
+    default=MisfirePolicy.RUN_ONCE.value,
+    show_default=True,
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the task as JSON.")
+@pass_config
+def schedule(
+    cfg: _Config,
+    task_type: str,
+    payload_text: str | None,
+    payload_file: Any,
+    at: datetime | None,
+    every: float | None,
+    cron: str | None,
+    tz: str | None,
+    start_at: datetime | None,
+    end_at: datetime | None,
+    task_id: str | None,
+    max_attempts: int | None,
+    backoff_base: float | None,
+    backoff_max: float | None,
+    timeout: float,
+    misfire: str,
+    as_json: bool,
+) -> None:
+    """Create a task: exactly one of --at, --every, --cron."""
+    payload = _payload(payload_text, payload_file)
+    trigger = _build_trigger(at, every, cron, tz, start_at, end_at)
+    default = RetryPolicy()
+    retry = RetryPolicy(
+        max_attempts=default.max_attempts if max_attempts is None else max_attempts,
+        backoff_base=default.backoff_base if backoff_base is None else backoff_base,
+        backoff_max=default.backoff_max if backoff_max is None else backoff_max,
+    )
+    task = cfg.scheduler().schedule(
+        task_type,
+        payload,
+        trigger=trigger,
+        task_id=task_id,
+        retry=retry,
+        timeout=timeout,
+        misfire=misfire,
+    )
+    if as_json:
+        _print_json(task)
+    else:
+        _show_task(task, title=f"scheduled task {task.task_id}")
+
+
+# --- read commands -------------------------------------------------------------------------
+
+
+@cli.command("list")
+@click.option(
+    "--status", type=click.Choice([s.value for s in TaskStatus]), help="Only this status."
+)
+@click.option("--type", "task_type", metavar="TASK_TYPE", help="Only this task type.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_config
+def list_cmd(cfg: _Config, status: str | None, task_type: str | None, as_json: bool) -> None:
+    """List tasks (a table scan, for operators)."""
+    tasks = sorted(
+        cfg.scheduler().list(status=status, task_type=task_type), key=lambda t: t.created_at
+    )
+    if as_json:
+        _print_json(tasks)
+        return
+    _table(
+        f"{len(tasks)} task(s)",
+        ("task_id", "task_type", "status", "trigger", "next_fire_at", "created_at"),
+        (
+            (t.task_id, t.task_type, t.status, t.trigger.describe(), t.next_fire_at, t.created_at)
+            for t in tasks
+        ),
+    )
+
+
+@cli.command()
+@click.argument("task_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_config
+def show(cfg: _Config, task_id: str, as_json: bool) -> None:
+    """Show one task."""
+    task = cfg.scheduler().get(task_id)
+    if as_json:
+        _print_json(task)
+    else:
+        _show_task(task)
+
+
+@cli.command()
+@click.argument("task_id")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_config
+def runs(cfg: _Config, task_id: str, limit: int, as_json: bool) -> None:
+    """A task's runs, newest first."""
+    found = cfg.scheduler().runs(task_id, limit=limit)
+    if as_json:
+        _print_json(found)
+        return
+    _table(f"runs of {task_id} (newest first)", _RUN_COLUMNS, (_run_row(r) for r in found))
+
+
+# --- state changes -------------------------------------------------------------------------
+
+
+def _change_command(name: str, verb: str, doc: str) -> None:
+    @cli.command(name, help=doc)
+    @click.argument("task_id")
+    @click.option("--json", "as_json", is_flag=True, help="Print the task as JSON.")
+    @pass_config
+    def command(cfg: _Config, task_id: str, as_json: bool) -> None:
+        task = getattr(cfg.scheduler(), name)(task_id)
+        if as_json:
+            _print_json(task)
+            return
+        nxt = f"; next fire {_iso(task.next_fire_at)}" if task.next_fire_at else ""
+        click.echo(f"task {task.task_id} {verb}: status {task.status.value}{nxt}")
+
+
+_change_command("pause", "paused", "Pause a task: no occurrence fires until resumed.")
+_change_command(
+    "resume",
+    "resumed",
+    "Resume a paused task at its next future fire (missed ones are not replayed).",
+)
+_change_command("cancel", "cancelled", "Cancel a task for good.")
+
+
+@cli.command("trigger")
+@click.argument("task_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
+@pass_config
+def trigger_cmd(cfg: _Config, task_id: str, as_json: bool) -> None:
+    """Run a task once now, outside its trigger (also when paused)."""
+    run = cfg.scheduler().trigger_now(task_id)
+    if as_json:
+        _print_json(run)
+    else:
+        _show_run(run, f"new run of {task_id}")
+
+
+# --- next ----------------------------------------------------------------------------------
+
+
+@cli.command("next")
+@_trigger_options
+@click.option("-n", "--count", type=click.IntRange(1, 1000), default=5, show_default=True)
+@click.option("--after", type=INSTANT, help="Preview as if created at this instant [now].")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def next_cmd(
+    at: datetime | None,
+    every: float | None,
+    cron: str | None,
+    tz: str | None,
+    start_at: datetime | None,
+    end_at: datetime | None,
+    count: int,
+    after: datetime | None,
+    as_json: bool,
+) -> None:
+    """The next fire times of a trigger, at or after --after (no AWS needed).
+
+    Shown in the trigger's time zone (--tz; for --at/--every it only picks the display zone)
+    and in UTC.
+    """
+    trigger = _build_trigger(at, every, cron, tz, start_at, end_at, tz_for_display=True)
+    zone: Any = _zone(tz) if tz else UTC
+    since = (after or datetime.now(UTC)).astimezone(UTC)
+    anchored = trigger.anchored(since)
+    fires: list[datetime] = []
+    when = anchored.first(since)
+    while when is not None and len(fires) < count:
+        if when >= since:
+            fires.append(when)
+        when = anchored.next(when)
+    zone_name = getattr(zone, "key", "UTC")
+    if as_json:
+        _print_json(
+            {
+                "trigger": anchored,
+                "after": since,
+                "tz": zone_name,
+                "fires": [{"utc": _iso(f), "local": _local_iso(f, zone)} for f in fires],
+            }
+        )
+        return
+    title = f"{anchored.describe()}: next {len(fires)} at or after {_iso(since)}"
+    if not fires:
+        click.echo(f"{anchored.describe()}: no fire at or after {_iso(since)}")
+        return
+    _table(
+        title,
+        ("#", zone_name, "UTC", "after start"),
+        (
+            (i, f"{_local_iso(f, zone)} {f.astimezone(zone).tzname()}", _iso(f), _delta(f - since))
+            for i, f in enumerate(fires, 1)
+        ),
+    )
+
+
+def _delta(td: timedelta) -> str:
+    total = int(td.total_seconds())
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        n, total = divmod(total, size)
+        if n:
+            parts.append(f"{n}{unit}")
+    if total or not parts:
+        parts.append(f"{total}s")
+    return "+" + "".join(parts)
+
+
+# --- dlq -----------------------------------------------------------------------------------
+
+
+@cli.group(epilog=EXIT_CODES_EPILOG)
+def dlq() -> None:
+    """Inspect and redrive the dead-letter queue."""
+
+
+def _describe_message(msg: dict[str, Any]) -> dict[str, Any]:
+    """What a DLQ message says, whatever its kind."""
+    attrs = msg.get("Attributes", {})
+    sent = attrs.get("SentTimestamp")
+    info: dict[str, Any] = {
+        "message_id": msg.get("MessageId"),
+        "kind": "unknown",
+        "task_id": None,
+        "run_id": None,
+        "task_type": None,
+        "attempts": None,
+        "reason": None,
+        "error": None,
+        "sent_at": _iso(datetime.fromtimestamp(int(sent) / 1000, UTC)) if sent else None,
+    }
+    try:
+        data = json.loads(msg.get("Body", ""))
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        info["reason"] = "body is not a JSON object"
+        return info
+    kind = data.get("kind")
+    if kind is None and {"task_id", "run_id", "fence"} <= data.keys():
+        kind = "work"
+        info["reason"] = "moved by the queue's redrive policy (the worker failed on it repeatedly)"
+    info["kind"] = kind if isinstance(kind, str) else "unknown"
+    for key in ("task_id", "run_id", "task_type", "attempts", "reason", "error"):
+        if data.get(key) is not None:
+            info[key] = data[key]
+    if kind == "undecodable" and data.get("body") is not None:
+        info["body"] = data["body"]
+    for key in ("scheduled_for", "dead_at"):
+        if data.get(key) is not None:
+            info[key] = data[key]
+    return info
+
+
+def _receive(sqs: Any, url: str, visibility: int, max_messages: int) -> Iterable[dict[str, Any]]:
+    """DLQ messages, each at most once, hidden for ``visibility`` s while we look at them."""
+    seen: set[str] = set()
+    empty = 0
+    while len(seen) < max_messages and empty < 2:
+        got = sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=max(1, min(10, max_messages - len(seen))),
+            VisibilityTimeout=visibility,
+            WaitTimeSeconds=0,
+            AttributeNames=["All"],
+        ).get("Messages", [])
+        fresh = [m for m in got if m["MessageId"] not in seen]
+        empty = 0 if fresh else empty + 1
+        for m in fresh:
+            seen.add(m["MessageId"])
+            yield m
+
+
+def _release(sqs: Any, url: str, messages: list[dict[str, Any]]) -> None:
+    """Make messages we only looked at visible again at once."""
+    for i in range(0, len(messages), 10):
+        chunk = messages[i : i + 10]
+        sqs.change_message_visibility_batch(
+            QueueUrl=url,
+            Entries=[
+                {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                for n, m in enumerate(chunk)
+            ],
+        )
+
+
+@dlq.command("list")
+@click.option(
+    "--max", "max_messages", type=click.IntRange(1, 10000), default=100, show_default=True
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_config
+def dlq_list(cfg: _Config, max_messages: int, as_json: bool) -> None:
+    """Show DLQ messages without consuming them."""
+    url = cfg.require_dlq()
+    sqs = cfg.scheduler().sqs
+    messages: list[dict[str, Any]] = []
+    try:
+        for m in _receive(sqs, url, visibility=30, max_messages=max_messages):
+            messages.append(m)
+    finally:
+        _release(sqs, url, messages)
+    infos = [_describe_message(m) for m in messages]
+    if as_json:
+        _print_json(infos)
+        return
+    _table(
+        f"{len(infos)} DLQ message(s)",
+        ("kind", "task_id", "run_id", "attempts", "reason", "error", "sent_at"),
+        (
+            (
+                i["kind"],
+                i["task_id"],
+                i["run_id"],
+                i["attempts"],
+                i["reason"],
+                i["error"],
+                i["sent_at"],
+            )
+            for i in infos
+        ),
+    )
+
+
+@dlq.command("redrive")
+@click.argument("task_id", required=False)
+@click.argument("run_id", required=False)
+@click.option("--all", "redrive_all", is_flag=True, help="Redrive every redrivable message.")
+@click.option(
+    "--max", "max_messages", type=click.IntRange(1, 100000), default=1000, show_default=True
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_config
+def dlq_redrive(
+    cfg: _Config,
+    task_id: str | None,
+    run_id: str | None,
+    redrive_all: bool,
+    max_messages: int,
+    as_json: bool,
+) -> None:
+    """Give dead runs new attempts; delete their DLQ messages once done.
+
+    Messages that cannot be redriven (undecodable, orphan, run no longer dead) are reported
+    and left on the queue. With TASK_ID RUN_ID and no DLQ message for it, the run is redriven
+    from the table if it is dead.
+    """
+    if redrive_all == bool(task_id):
+        raise click.UsageError("give either --all or TASK_ID RUN_ID")
+    if task_id and not run_id:
+        raise click.UsageError("give both TASK_ID and RUN_ID")
+    scheduler = cfg.scheduler()
+    url = cfg.require_dlq()
+    sqs = scheduler.sqs
+    results: list[dict[str, Any]] = []
+    redriven: set[tuple[str, str]] = set()
+    keep: list[dict[str, Any]] = []
+    failure: DynacronError | None = None
+    try:
+        for msg in _receive(sqs, url, visibility=60, max_messages=max_messages):
+            info = _describe_message(msg)
+            key = (info["task_id"], info["run_id"])
+            if not redrive_all and key != (task_id, run_id):
+                keep.append(msg)
+                continue
+            outcome = {k: info[k] for k in ("message_id", "kind", "task_id", "run_id")}
+            if info["kind"] not in _REDRIVABLE or not all(key):
+                keep.append(msg)
+                results.append(
+                    {
+                        **outcome,
+                        "outcome": "left",
+                        "detail": f"{info['kind']} message: nothing to redrive",
+                    }
+                )
+                continue
+            if key in redriven:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=msg["ReceiptHandle"])
+                results.append(
+                    {**outcome, "outcome": "deleted", "detail": "duplicate of a run redriven now"}
+                )
+                continue
+            try:
+                run = scheduler.redrive(*key)
+            except (TaskNotFound, RunNotFound, InvalidStateError) as exc:
+                keep.append(msg)
+                failure = failure or exc
+                results.append({**outcome, "outcome": "left", "detail": str(exc)})
+                continue
+            redriven.add(key)
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=msg["ReceiptHandle"])
+            results.append(
+                {**outcome, "outcome": "redriven", "detail": f"run is {run.status.value}"}
+            )
+    finally:
+        _release(sqs, url, keep)
+    if not redrive_all and not results:
+        assert task_id and run_id
+        run = scheduler.redrive(task_id, run_id)  # raises RunNotFound / InvalidStateError
+        results.append(
+            {
+                "message_id": None,
+                "kind": None,
+                "task_id": task_id,
+                "run_id": run_id,
+                "outcome": "redriven",
+                "detail": f"no DLQ message; run redriven from the table, now {run.status.value}",
+            }
+        )
+    if as_json:
+        _print_json(results)
+    else:
+        done = sum(r["outcome"] == "redriven" for r in results)
+        left = sum(r["outcome"] == "left" for r in results)
+        _table(
+            f"redriven {done}, left {left}",
+            ("outcome", "kind", "task_id", "run_id", "detail"),
+            ((r["outcome"], r["kind"], r["task_id"], r["run_id"], r["detail"]) for r in results),
+        )
+    if not redrive_all and failure is not None and not redriven:
+        raise failure
+
+
+# --- local ---------------------------------------------------------------------------------
+
+
+@cli.command("local", epilog=EXIT_CODES_EPILOG)
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
+@click.option(
+    "--handlers", default="", metavar="MODULE[,MODULE]", help="Handler modules to import."
+)
+@click.option("--demo", is_flag=True, help="Schedule a sample workload, run it, print a summary.")
+@click.option(
+    "--duration", type=click.FloatRange(min=0, min_open=True), help="Demo length in seconds."
+)
+@click.option("--shards", type=click.IntRange(1, 1000), help="Due-index shards.")
+def local(port: int, handlers: str, demo: bool, duration: float | None, shards: int | None) -> int:
+    """Run the whole system on an embedded moto server (no Docker, no account)."""
+    import importlib
+
+    try:
+        runtime = importlib.import_module("dynacron.local.runtime")
+    except ModuleNotFoundError as exc:
+        if exc.name in ("dynacron.local.runtime", "dynacron.local"):
+            raise DynacronError(
+                "the local runtime (dynacron.local.runtime) is not installed"
+            ) from None
+        raise
+    code = runtime.main(
+        port=port,
+        handlers=[m.strip() for m in handlers.split(",") if m.strip()],
+        demo=demo,
+        duration=duration,
+        shards=shards,
+    )
+    return int(code or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point (``dynacron``)."""
+    cli.main(args=argv, prog_name="dynacron")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
