@@ -100,6 +100,23 @@ class Env:
         return self.dynamodb.scan(TableName=self.settings.table_name)["Items"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_botocore_loader() -> Iterator[None]:
+    """Speed only: every Store builds a botocore session that would parse the service and
+    endpoint JSON again (~0.15 s each); tests build hundreds, so they share one loader."""
+    import botocore.loaders
+    import botocore.session
+
+    loader = botocore.loaders.create_loader()
+
+    def register(session: Any) -> None:
+        session._components.lazy_register_component("data_loader", lambda: loader)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(botocore.session.Session, "_register_data_loader", register)
+        yield
+
+
 @pytest.fixture
 def clock() -> FrozenClock:
     return FrozenClock(T0)

@@ -22,5 +22,6 @@ def sqs_client(settings: Settings) -> Any:
     import boto3
     from botocore.config import Config
 
-    config = Config(retries={"mode": "standard", "max_attempts": 6}, max_pool_connections=32)
+    retries = {"mode": "standard", "max_attempts": 1 + settings.max_retries}
+    config = Config(retries=retries, max_pool_connections=32)
     return boto3.client("sqs", config=config, **client_kwargs(settings))

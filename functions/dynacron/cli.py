@@ -182,6 +182,8 @@ class _Config:
             dlq_url=self.dlq_url,
             endpoint_url=self.endpoint_url,
             region=self.region,
+            # A person is waiting: fail fast on an unreachable endpoint instead of retrying.
+            max_retries=int(os.environ.get("DYNACRON_MAX_RETRIES", "2")),
         )
 
     def scheduler(self) -> Any:

@@ -59,6 +59,7 @@ class Settings:
     max_timeout_s: float = 870.0
     retention_days: float = 30.0
     max_dispatches: int = 10
+    max_retries: int = 8
     handlers: tuple[str, ...] = ()
     lane_queues: Mapping[str, str] = field(default_factory=dict)
 
@@ -89,6 +90,7 @@ class Settings:
             max_timeout_s=_num(env, "DYNACRON_MAX_TIMEOUT_SECONDS", 870.0),
             retention_days=_num(env, "DYNACRON_RETENTION_DAYS", 30.0),
             max_dispatches=int(_num(env, "DYNACRON_MAX_DISPATCHES", 10)),
+            max_retries=int(_num(env, "DYNACRON_MAX_RETRIES", 8)),
             handlers=tuple(
                 m.strip() for m in env.get("DYNACRON_HANDLERS", "").split(",") if m.strip()
             ),

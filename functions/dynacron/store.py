@@ -148,7 +148,7 @@ def bind_models(settings: Settings) -> Models:
         "max_pool_connections": 32,
         "connect_timeout_seconds": 5,
         "read_timeout_seconds": 10,
-        "max_retry_attempts": 8,
+        "max_retry_attempts": settings.max_retries,
     }
     if settings.endpoint_url and _is_loopback(settings.endpoint_url):
         # A local endpoint (moto/ministack) accepts any credentials; a fresh machine has none.

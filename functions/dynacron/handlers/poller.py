@@ -5,8 +5,12 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from aws_lambda_powertools import Logger
+
 from ..dispatch import Dispatcher
 from ..settings import Settings
+
+logger = Logger(service="dynacron")
 
 
 @cache
@@ -18,12 +22,11 @@ def _dispatcher() -> Dispatcher:
     return Dispatcher(Store(settings), sqs_client(settings), settings)
 
 
+@logger.inject_lambda_context
 def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
     """Returns (and logs) how many runs it found, claimed, sent and left for the next tick."""
-    from aws_lambda_powertools import Logger
-
     getter = getattr(context, "get_remaining_time_in_millis", None)
     time_left = (lambda: getter() / 1000.0) if getter else None
     report = _dispatcher().poll(time_left=time_left).as_dict()
-    Logger(service="dynacron").info("poll finished", extra=report)
+    logger.info("poll finished", extra=report)
     return report
