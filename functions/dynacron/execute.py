@@ -205,7 +205,7 @@ class Executor:
         lateness_ms = now_ms - int(run.scheduled_for)
         self._metric("RunsStarted", "Count", 1)
         self._metric("LatenessMs", "Milliseconds", lateness_ms)
-        self._emit("started", run, lateness_ms=lateness_ms)
+        self._emit("started", run, lateness_ms=lateness_ms, attempt=int(run.attempt))
         self._log("info", "run started", run, lateness_ms=lateness_ms)
         return True
 

@@ -89,7 +89,8 @@ class Stats:
                 self.counts["started"] += 1
                 self._state[key] = "running"
                 lateness = info.get("lateness_ms")
-                if isinstance(lateness, int | float):
+                # A retry starts late on purpose (backoff): only first attempts measure precision.
+                if isinstance(lateness, int | float) and info.get("attempt", 1) == 1:
                     self._lateness.append(float(lateness))
                     if self.first_lateness is not None:
                         self.first_lateness.setdefault(key, float(lateness))
