@@ -45,7 +45,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -501,14 +501,12 @@ def _build_trigger(
 
 
 def _zone(name: str) -> ZoneInfo:
+    from .triggers import zone
+
     try:
-        if not name or name != name.strip():
-            raise ValueError(name)
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise click.BadParameter(
-            f"unknown time zone {name!r} (use an IANA name like Europe/Berlin)", param_hint="'--tz'"
-        ) from None
+        return zone(name)
+    except ValidationError as exc:
+        raise click.BadParameter(exc.message, param_hint="'--tz'") from None
 
 
 def _trigger_options(func: Any) -> Any:

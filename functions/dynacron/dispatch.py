@@ -330,24 +330,8 @@ class Dispatcher:
         if when is None:
             return None
         ms = to_ms(when)
-        run_id = scheduled_run_id(ms)
-        return self.store.new_run_row(
-            pk=row.pk,
-            sk=f"RUN#{run_id}",
-            task_id=row.task_id,
-            run_id=run_id,
-            task_type=row.task_type,
-            scheduled_for=ms,
-            status=RunStatus.PENDING.value,
-            attempt=0,
-            max_attempts=row.max_attempts,
-            dispatches=0,
-            manual=False,
-            lane=row.lane,
-            trigger=row.trigger,
-            misfire=row.misfire,
-            due_shard=row.due_shard,
-            due_at=ms,
+        return self.store.pending_run(
+            row, scheduled_run_id(ms), ms, int(row.max_attempts), int(row.due_shard)
         )
 
     def _transact(

@@ -29,7 +29,6 @@ from .store import (
     dumps,
     manual_run_id,
     run_from_row,
-    run_sk,
     scheduled_run_id,
     shard_of,
     task_from_row,
@@ -226,24 +225,8 @@ class Scheduler:
         return task_row, run_row
 
     def _run_row(self, task: TaskRow, run_id: str, when_ms: int, manual: bool) -> RunRow:
-        return self.store.new_run_row(
-            pk=task.pk,
-            sk=run_sk(run_id),
-            task_id=task.task_id,
-            run_id=run_id,
-            task_type=task.task_type,
-            scheduled_for=when_ms,
-            status=RunStatus.PENDING.value,
-            attempt=0,
-            max_attempts=RetryPolicy.from_dict(json.loads(task.retry)).max_attempts,
-            dispatches=0,
-            manual=manual,
-            lane=task.lane,
-            trigger=None if manual else task.trigger,
-            misfire=None if manual else task.misfire,
-            due_shard=int(task.shard),
-            due_at=when_ms,
-        )
+        max_attempts = RetryPolicy.from_dict(json.loads(task.retry)).max_attempts
+        return self.store.pending_run(task, run_id, when_ms, max_attempts, int(task.shard), manual)
 
     def _existing(self, task_id: str, spec_hash: str, exc: TransactWriteError) -> Task:
         row = self.store.get_task_row(task_id)

@@ -263,6 +263,39 @@ class Store:
     def new_run_row(self, **values: Any) -> RunRow:
         return self.models.Run(**values)
 
+    def pending_run(
+        self,
+        source: TaskRow | RunRow,
+        run_id: str,
+        when_ms: int,
+        max_attempts: int,
+        shard: int,
+        manual: bool = False,
+    ) -> RunRow:
+        """A new ``pending`` run in the due index, copying what the poller needs from ``source``
+        (the task, or the previous occurrence): type, lane, and for a scheduled occurrence the
+        trigger and misfire policy it chains with."""
+        from .types import RunStatus
+
+        return self.models.Run(
+            pk=source.pk,
+            sk=run_sk(run_id),
+            task_id=source.task_id,
+            run_id=run_id,
+            task_type=source.task_type,
+            scheduled_for=when_ms,
+            status=RunStatus.PENDING.value,
+            attempt=0,
+            max_attempts=max_attempts,
+            dispatches=0,
+            manual=manual,
+            lane=source.lane,
+            trigger=None if manual else source.trigger,
+            misfire=None if manual else source.misfire,
+            due_shard=shard,
+            due_at=when_ms,
+        )
+
     def new_task_row(self, **values: Any) -> TaskRow:
         return self.models.Task(**values)
 

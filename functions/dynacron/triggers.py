@@ -327,7 +327,8 @@ class Every(Trigger):
 # --- Cron -----------------------------------------------------------------------------------
 
 
-def _zone(name: str) -> ZoneInfo:
+def zone(name: str) -> ZoneInfo:
+    """The IANA zone ``name``; ``ValidationError`` on ``trigger.tz`` if there is none."""
     try:
         if not name or name != name.strip():
             raise ValueError(name)
@@ -423,7 +424,7 @@ class Cron(Trigger):
                 "trigger.tz",
                 f"must be an IANA time zone name (str), got {type(self.tz).__name__}",
             )
-        _zone(tz)
+        zone(tz)
         _check_expr(expr)
         start_at = _optional_aware(self.start_at, "trigger.start_at")
         end_at = _optional_aware(self.end_at, "trigger.end_at")

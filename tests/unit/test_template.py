@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -28,29 +27,11 @@ WORKER_HANDLER = "dynacron.handlers.worker.handler"
 # --- helpers ----------------------------------------------------------------------------------
 
 
-class CfnLoader(yaml.SafeLoader):
-    """SafeLoader that turns CloudFormation short tags into their long (JSON) form."""
-
-
-def _cfn_tag(loader: CfnLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    if suffix == "Ref":
-        return {"Ref": value}
-    if suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    return {f"Fn::{suffix}": value}
-
-
-CfnLoader.add_multi_constructor("!", _cfn_tag)
-
-
 def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
-    return yaml.load(path.read_text(encoding="utf-8"), Loader=CfnLoader)
+    # The same CloudFormation-aware loader the local runtime provisions from.
+    from dynacron.local.provision import load_template as load
+
+    return load(path)
 
 
 def walk(node: Any) -> Iterator[Any]:
