@@ -26,7 +26,7 @@ $(SAM):
 	$(TOOLS)/bin/python -m pip install -q 'aws-sam-cli>=1.120,<2'
 
 lint: install
-	$(BIN)/ruff check functions tests bench
+	$(BIN)/ruff check .
 
 template: install $(SAM)
 	$(BIN)/cfn-lint template.yaml
