@@ -156,6 +156,7 @@ class Dispatcher:
         now = self.clock.now()
         horizon_ms = to_ms(now + timedelta(seconds=self.settings.window_s))
         shards = range(self.settings.shards)
+        _ = self.store.client  # build the client once, before threads race to build their own
         with ThreadPoolExecutor(max_workers=min(len(shards), 16)) as pool:
             pages = list(pool.map(lambda s: self._query_shard(s, horizon_ms, report), shards))
         rows = sorted((r for page in pages for r in page), key=lambda r: r.due_at or 0)
