@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -50,6 +51,14 @@ from .types import (
 #: An ``At`` up to this far in the past is accepted and runs at once; older is refused.
 PAST_GRACE_SECONDS = 60.0
 _OPTIMISTIC_RETRIES = 5
+
+
+@dataclass
+class _Plan:
+    """The run-side writes of a pause/resume/cancel, and (resume) the task's next fire."""
+
+    run_ops: list[Callable[[Any], None]] = field(default_factory=list)
+    next_fire_ms: int | None = None
 
 
 class Scheduler:
@@ -284,20 +293,33 @@ class Scheduler:
 
     def pause(self, task_id: str) -> Task:
         """Stop future occurrences; the pending run leaves the due index (it stays ``pending``)."""
-        return self._change(task_id, self._pause_tx, {TaskStatus.ACTIVE.value}, TaskStatus.PAUSED)
+        return self._change(task_id, self._pause_plan, {TaskStatus.ACTIVE.value}, TaskStatus.PAUSED)
 
     def resume(self, task_id: str) -> Task:
         """Continue at the next *future* fire; occurrences missed while paused are not replayed."""
-        return self._change(task_id, self._resume_tx, {TaskStatus.PAUSED.value}, TaskStatus.ACTIVE)
+        return self._change(
+            task_id, self._resume_plan, {TaskStatus.PAUSED.value}, TaskStatus.ACTIVE
+        )
 
     def cancel(self, task_id: str) -> Task:
         """End the task: nothing of it stays due (a run already executing may finish)."""
         allowed = {TaskStatus.ACTIVE.value, TaskStatus.PAUSED.value}
-        task = self._change(task_id, self._cancel_tx, allowed, TaskStatus.CANCELLED)
+        task = self._change(task_id, self._cancel_plan, allowed, TaskStatus.CANCELLED)
         self._skip_claimed_runs(task_id, "task cancelled")
         return task
 
-    def _change(self, task_id: str, build: Any, allowed: set[str], target: TaskStatus) -> Task:
+    def _change(
+        self,
+        task_id: str,
+        plan: Callable[[TaskRow], _Plan],
+        allowed: set[str],
+        target: TaskStatus,
+    ) -> Task:
+        """Move the task to ``target`` and its head run with it, in one transaction.
+
+        Optimistic: the task's version is the condition; if the poller moved the task meanwhile
+        (it claimed the head and chained the next one), read again and retry.
+        """
         for _ in range(_OPTIMISTIC_RETRIES):
             row = self._task_row(task_id)
             if row.status == target.value:
@@ -307,74 +329,52 @@ class Scheduler:
                     f"task {task_id!r} is {row.status}; cannot make it {target}"
                 )
             try:
-                extra = build(row)
-                self._commit_task_change(row, target, extra)
+                self._commit(row, target, plan(row))
             except TransactWriteError:
-                continue  # the poller moved the task (claimed its run) meanwhile: read again
+                continue
             if target is TaskStatus.ACTIVE:
                 self._short_notice_head(task_id)
             return self.get(task_id)
         raise InvalidStateError(f"task {task_id!r} kept changing; try again")
 
-    def _commit_task_change(self, row: TaskRow, target: TaskStatus, extra: list[Any]) -> None:
+    def _commit(self, row: TaskRow, target: TaskStatus, plan: _Plan) -> None:
         task = self.store.models.Task
-        now_ms = to_ms(self.clock.now())
-        actions = [task.status.set(target.value), task.updated_at.set(now_ms), task.version.add(1)]
-        next_fire = None
-        for op in extra:
-            if op[0] == "next_fire_at":
-                next_fire = op[1]
-        if target is TaskStatus.ACTIVE:
-            actions.append(
-                task.next_fire_at.set(next_fire)
-                if next_fire is not None
-                else task.next_fire_at.remove()
-            )
-            if next_fire is None:
-                actions[0] = task.status.set(TaskStatus.COMPLETED.value)
-        if target is TaskStatus.CANCELLED:
+        status = target
+        actions = [task.updated_at.set(to_ms(self.clock.now())), task.version.add(1)]
+        if target is TaskStatus.ACTIVE and plan.next_fire_ms is not None:
+            actions.append(task.next_fire_at.set(plan.next_fire_ms))
+        elif target in (TaskStatus.ACTIVE, TaskStatus.CANCELLED):
             actions.append(task.next_fire_at.remove())
+            if target is TaskStatus.ACTIVE:
+                status = TaskStatus.COMPLETED  # resumed with nothing left to fire
+        actions.append(task.status.set(status.value))
         with self.store.transaction() as tx:
             tx.update(row, actions=actions, condition=task.version == row.version)
-            for op in extra:
-                if op[0] != "next_fire_at":
-                    op[1](tx)
+            for op in plan.run_ops:
+                op(tx)
 
-    def _head(self, row: TaskRow) -> RunRow | None:
+    def _pending_head(self, row: TaskRow) -> RunRow | None:
+        """The task's next occurrence, if it is still waiting (not yet claimed)."""
         if row.next_fire_at is None:
             return None
-        return self.store.get_run_row(row.task_id, scheduled_run_id(int(row.next_fire_at)))
+        head = self.store.get_run_row(row.task_id, scheduled_run_id(int(row.next_fire_at)))
+        return head if head is not None and head.status == RunStatus.PENDING.value else None
 
-    def _pause_tx(self, row: TaskRow) -> list[Any]:
-        head = self._head(row)
-        if head is None or head.status != RunStatus.PENDING.value:
-            return []
+    def _update_pending(self, head: RunRow, actions: list[Any]) -> Callable[[Any], None]:
+        condition = self.store.models.Run.status == RunStatus.PENDING.value
+        return lambda tx: tx.update(head, actions=actions, condition=condition)
+
+    def _pause_plan(self, row: TaskRow) -> _Plan:
+        head = self._pending_head(row)
         run = self.store.models.Run
-        return [
-            (
-                "run",
-                lambda tx: tx.update(
-                    head,
-                    actions=[run.due_shard.remove(), run.due_at.remove()],
-                    condition=run.status == RunStatus.PENDING.value,
-                ),
-            )
-        ]
+        leave_index = [run.due_shard.remove(), run.due_at.remove()]
+        return _Plan([self._update_pending(head, leave_index)] if head else [])
 
-    def _cancel_tx(self, row: TaskRow) -> list[Any]:
-        head = self._head(row)
-        if head is None or head.status != RunStatus.PENDING.value:
-            return []
-        return [
-            (
-                "run",
-                lambda tx: tx.update(
-                    head,
-                    actions=self._skip_actions("task cancelled"),
-                    condition=self.store.models.Run.status == RunStatus.PENDING.value,
-                ),
-            )
-        ]
+    def _cancel_plan(self, row: TaskRow) -> _Plan:
+        head = self._pending_head(row)
+        return _Plan(
+            [self._update_pending(head, self._skip_actions("task cancelled"))] if head else []
+        )
 
     def _skip_actions(self, reason: str) -> list[Any]:
         run = self.store.models.Run
@@ -388,51 +388,35 @@ class Scheduler:
             run.due_at.remove(),
         ]
 
-    def _resume_tx(self, row: TaskRow) -> list[Any]:
+    def _resume_plan(self, row: TaskRow) -> _Plan:
         from .triggers import trigger_from_dict
 
         now = self.clock.now()
         trigger = trigger_from_dict(json.loads(row.trigger))
-        head = self._head(row)
         # Not before the pending head: occurrences before it were already created (and claimed).
         nxt = trigger.first(max(now, from_ms(row.next_fire_at)) if row.next_fire_at else now)
         if nxt is None and isinstance(trigger, At):
             nxt = now  # a one-time task resumed after its time runs once, now
-        ops: list[Any] = []
-        run = self.store.models.Run
         nxt_ms = None if nxt is None else to_ms(nxt)
-        if head is not None and head.status == RunStatus.PENDING.value:
-            if nxt_ms == int(head.scheduled_for):
-                ops.append(
-                    (
-                        "run",
-                        lambda tx: tx.update(
-                            head,
-                            actions=[run.due_shard.set(int(row.shard)), run.due_at.set(nxt_ms)],
-                            condition=run.status == RunStatus.PENDING.value,
-                        ),
-                    )
-                )
-                return [*ops, ("next_fire_at", nxt_ms)]
+        head = self._pending_head(row)
+        run = self.store.models.Run
+        if head is not None and nxt_ms == int(head.scheduled_for):
+            back_in = [run.due_shard.set(int(row.shard)), run.due_at.set(nxt_ms)]
+            return _Plan([self._update_pending(head, back_in)], nxt_ms)
+        ops = []
+        if head is not None:
             ops.append(
-                (
-                    "run",
-                    lambda tx: tx.update(
-                        head,
-                        actions=self._skip_actions("missed while the task was paused"),
-                        condition=run.status == RunStatus.PENDING.value,
-                    ),
-                )
+                self._update_pending(head, self._skip_actions("missed while the task was paused"))
             )
         if nxt_ms is not None:
             new = self._run_row(row, scheduled_run_id(nxt_ms), nxt_ms, manual=False)
-            ops.append(("run", lambda tx: tx.save(new, condition=run.sk.does_not_exist())))
-        return [*ops, ("next_fire_at", nxt_ms)]
+            ops.append(lambda tx: tx.save(new, condition=run.sk.does_not_exist()))
+        return _Plan(ops, nxt_ms)
 
     def _short_notice_head(self, task_id: str) -> None:
         row = self.store.get_task_row(task_id)
-        head = self._head(row) if row is not None else None
-        if head is not None and head.status == RunStatus.PENDING.value:
+        head = self._pending_head(row) if row is not None else None
+        if head is not None:
             self._short_notice(head)
 
     def _skip_claimed_runs(self, task_id: str, reason: str) -> None:
