@@ -30,6 +30,7 @@ from pynamodb.exceptions import PynamoDBException, TransactWriteError, UpdateErr
 
 from .clock import Clock, SystemClock, from_ms, to_ms
 from .errors import ValidationError
+from .registry import NAME_PATTERN
 from .settings import Settings
 from .store import TASK_SK, RunRow, Store, dumps, scheduled_run_id, task_pk
 from .types import CATCH_UP_LIMIT, MAX_ERROR_CHARS, MisfirePolicy, RunStatus, TaskStatus
@@ -83,8 +84,13 @@ class Message:
             raise ValidationError("message.v", f"unsupported version {data.get('v')!r}")
         for name in ("task_id", "run_id", "fence", "lane"):
             value = data.get(name, "default" if name == "lane" else None)
-            if not isinstance(value, str) or not value or len(value) > 256:
-                raise ValidationError(f"message.{name}", "must be a non-empty string ≤ 256 chars")
+            # The alphabet schedule() allows (ASCII, no key delimiter '#'): an id outside it names
+            # no run, and one past DynamoDB's key size would fail the lookup on every delivery.
+            if not isinstance(value, str) or len(value) > 256 or not NAME_PATTERN.fullmatch(value):
+                raise ValidationError(
+                    f"message.{name}",
+                    "must be a non-empty string ≤ 256 chars of [A-Za-z0-9._:@+=-]",
+                )
         sf = data.get("scheduled_for")
         if isinstance(sf, bool) or not isinstance(sf, int) or not 0 <= sf < 10**13:
             raise ValidationError("message.scheduled_for", "must be epoch milliseconds (int)")

@@ -138,6 +138,11 @@ class Executor:
             known = ", ".join(registry.names()) or "none"
             reason = f"unknown handler {task.task_type!r} (registered: {known})"
             return self._dead(run, reason, None)
+        try:  # a stored payload that no longer decodes: dead now, not a crash after the start
+            if not isinstance(json.loads(task.payload), dict):
+                raise ValueError("not a JSON object")
+        except (TypeError, ValueError) as exc:
+            return self._dead(run, f"bad payload ({exc})", None)
         return None
 
     # --- the attempt ------------------------------------------------------------------------
@@ -151,7 +156,12 @@ class Executor:
         time_left: Callable[[], float],
     ) -> Result:
         timeout = float(task.timeout)
-        wait = (int(run.scheduled_for) - to_ms(self.clock.now())) / 1000.0
+        not_before = int(run.scheduled_for)
+        if run.status == RunStatus.RETRYING.value and run.due_at is not None:
+            # A retry is due when its backoff ends (_fail keys it at failure + backoff + lease):
+            # a duplicate copy of the message must not start it early.
+            not_before = max(not_before, int(run.due_at) - int(self.settings.lease_s * 1000))
+        wait = (not_before - to_ms(self.clock.now())) / 1000.0
         if wait > self.max_early_wait_s:
             # Early by more than the fraction of a second DelaySeconds cannot express: hide it
             # again rather than hold a worker.
