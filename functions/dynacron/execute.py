@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import random
+import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -196,11 +197,13 @@ class Executor:
         model = self.store.models.Run
         now_ms = to_ms(now)
         observed_attempt = int(run.attempt or 0)
+        starter = secrets.token_hex(8)
         try:
             run.update(
                 actions=[
                     model.status.set(RunStatus.RUNNING.value),
                     model.attempt.set(observed_attempt + 1),
+                    model.starter.set(starter),
                     model.started_at.set(now_ms),
                     model.due_at.set(now_ms + int((timeout + self.settings.lease_s) * 1000)),
                 ],
@@ -209,14 +212,24 @@ class Executor:
                 & (model.attempt == observed_attempt),
             )
         except UpdateError as exc:
-            if _is_condition_failure(exc):
-                return False
-            raise
+            if not _is_condition_failure(exc) or not self._was_ours(run, starter):
+                if _is_condition_failure(exc):
+                    return False
+                raise
         lateness_ms = now_ms - int(run.scheduled_for)
         self._metric("RunsStarted", "Count", 1)
         self._metric("LatenessMs", "Milliseconds", lateness_ms)
         self._emit("started", run, lateness_ms=lateness_ms, attempt=int(run.attempt))
         self._log("info", "run started", run, lateness_ms=lateness_ms)
+        return True
+
+    def _was_ours(self, run: RunRow, starter: str) -> bool:
+        """A lost response made botocore retry our start, whose condition then failed on the
+        write it had already applied: the start token tells that apart from another worker."""
+        current = self.store.get_run_row(run.task_id, run.run_id)
+        if current is None or current.starter != starter:
+            return False
+        run.deserialize(current.serialize())
         return True
 
     def _run_handler(

@@ -115,6 +115,7 @@ class RunRow(_Row):
     attempt = NumberAttribute(default=0)
     max_attempts = NumberAttribute(default=1)
     fence = UnicodeAttribute(null=True)
+    starter = UnicodeAttribute(null=True)  # token of the worker that started the attempt
     dispatches = NumberAttribute(default=0)
     started_at = NumberAttribute(null=True)
     finished_at = NumberAttribute(null=True)

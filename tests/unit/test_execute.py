@@ -320,3 +320,26 @@ def test_queue_url_is_found_from_the_event_source_arn(env):
     )
     other = queue_url_for_arn("arn:aws:sqs:eu-west-1:42:other", env.settings)
     assert other == "https://sqs.eu-west-1.amazonaws.com/42/other"
+
+
+def test_start_whose_response_was_lost_still_runs_the_handler(env, monkeypatch):
+    """botocore retries a start whose response was lost; the retry fails the condition on the
+    write the first try applied. The start token recognises it: the handler still runs once."""
+    from dynacron.store import RunRow
+
+    s, t, msg = one_message(env, retry=RetryPolicy(max_attempts=1))
+    original = RunRow.update
+    state = {"retried": False}
+
+    def applied_then_retried(self, actions, condition=None, **kw):
+        result = original(self, actions=actions, condition=condition, **kw)
+        if not state["retried"] and self.status == RunStatus.RUNNING.value:
+            state["retried"] = True
+            return original(self, actions=actions, condition=condition, **kw)  # raises
+        return result
+
+    monkeypatch.setattr(RunRow, "update", applied_then_retried)
+    res = run_once(env, msg)
+    assert state["retried"]
+    assert res.status == "succeeded" and sum(CALLS.values()) == 1
+    assert s.runs(t.task_id)[0].attempt == 1
