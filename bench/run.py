@@ -239,7 +239,7 @@ def lateness(cfg: dict[str, Any]) -> dict[str, Any]:
     out.update(heavy)
     late = heavy["lateness_not_started_in_time"]
     series.insert(0, (f"dynacron local: {cfg['lateness_runs']} runs due over "
-                      f"{cfg['lateness_span_s']:g} s" + (f" ({late} not started "
+                      f"{cfg['lateness_span_s']:g} s" + (f"\n({late} not started "
                       f"{cfg['lateness_drain_s']:g} s after the last was due: counted at "
                       "their lower bound)" if late else ""), heavy_ms, heavy))
     lt.plot(series, RESULTS / "lateness.png")
