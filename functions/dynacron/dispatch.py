@@ -389,10 +389,10 @@ class Dispatcher:
                 return True
             except TransactWriteError as exc:
                 codes = {getattr(r, "code", None) for r in exc.cancellation_reasons if r}
-                if codes & _RACE_CODES or not codes & _TRANSIENT_CODES or attempt == 3:
-                    if codes & _RACE_CODES:
-                        report.add(lost_races=1)
-                        return False
+                if codes & _RACE_CODES:
+                    report.add(lost_races=1)
+                    return False
+                if not codes & _TRANSIENT_CODES or attempt == 3:
                     raise
                 time.sleep(0.05 * (2**attempt))  # a concurrent transaction on the same items
         return False

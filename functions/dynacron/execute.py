@@ -212,10 +212,10 @@ class Executor:
                 & (model.attempt == observed_attempt),
             )
         except UpdateError as exc:
-            if not _is_condition_failure(exc) or not self._was_ours(run, starter):
-                if _is_condition_failure(exc):
-                    return False
+            if not _is_condition_failure(exc):
                 raise
+            if not self._was_ours(run, starter):
+                return False
         lateness_ms = now_ms - int(run.scheduled_for)
         self._metric("RunsStarted", "Count", 1)
         self._metric("LatenessMs", "Milliseconds", lateness_ms)
@@ -263,7 +263,6 @@ class Executor:
         self._metric("RunsFailed", "Count", 1)
         attempt = int(run.attempt)
         if attempt >= int(run.max_attempts or 1):
-            run.error = error
             return self._dead(run, f"retries exhausted after {attempt} attempts", error)
         policy = RetryPolicy.from_dict(json.loads(task.retry))
         backoff = policy.backoff(attempt, self.rand())

@@ -313,15 +313,22 @@ class Every(Trigger):
             return None
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"type": "every", "interval_ms": self.interval_ms}
-        if self.start_at is not None:
-            data["start_at"] = _ms_of(self.start_at)
-        if self.end_at is not None:
-            data["end_at"] = _ms_of(self.end_at)
-        return data
+        data = {"type": "every", "interval_ms": self.interval_ms}
+        return _with_window(data, self.start_at, self.end_at)
 
     def describe(self) -> str:
         return f"every {_fmt_duration(self.interval_ms)}{_window(self.start_at, self.end_at)}"
+
+
+def _with_window(
+    data: dict[str, Any], start_at: datetime | None, end_at: datetime | None
+) -> dict[str, Any]:
+    """``data`` plus the stored form of a recurring trigger's window (absent bounds left out)."""
+    if start_at is not None:
+        data["start_at"] = _ms_of(start_at)
+    if end_at is not None:
+        data["end_at"] = _ms_of(end_at)
+    return data
 
 
 # --- Cron -----------------------------------------------------------------------------------
@@ -465,12 +472,8 @@ class Cron(Trigger):
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"type": "cron", "expr": self.expr, "tz": self.tz}
-        if self.start_at is not None:
-            data["start_at"] = _ms_of(self.start_at)
-        if self.end_at is not None:
-            data["end_at"] = _ms_of(self.end_at)
-        return data
+        data = {"type": "cron", "expr": self.expr, "tz": self.tz}
+        return _with_window(data, self.start_at, self.end_at)
 
     def describe(self) -> str:
         return f"cron {self.expr!r} {self.tz}{_window(self.start_at, self.end_at)}"
