@@ -55,37 +55,24 @@ def _wait_port(port: int, proc: subprocess.Popen | None, timeout: float = 60.0) 
 def backend(kind: str) -> Iterator[str]:
     """Start a server and yield its endpoint URL.
 
-    ``moto``: moto server in a subprocess (its own GIL) with :mod:`bench.motofix` applied;
-    ``moto-stock``: the same without the fix; ``moto-threaded``: moto's ThreadedMotoServer
-    inside this process (shares the GIL with the client), with the fix; ``ministack``:
-    ministack (hypercorn) in a subprocess.
+    ``moto``: the server of ``dynacron local`` (``dynacron.local.server.ServerProcess``: moto in
+    a child process with ``dynacron.local.motofix`` applied, DynamoDB requests serialized);
+    ``ministack``: ministack (hypercorn) in a subprocess.
     """
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    if kind == "moto-threaded":
-        import logging
+    if kind == "moto":
+        from dynacron.local.server import ServerProcess
 
-        from moto.server import ThreadedMotoServer
-
-        from .motofix import patch_moto
-
-        patch_moto()
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server = ServerProcess()
         server.start()
         try:
-            _wait_port(port, None)
-            yield url
+            yield server.endpoint_url
         finally:
             server.stop()
         return
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
     env = dict(os.environ)
-    if kind == "moto":
-        cmd = [sys.executable, "-m", "bench.motofix", "-H", "127.0.0.1", "-p", str(port)]
-    elif kind == "moto-stock":
-        cmd = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    elif kind == "ministack":
+    if kind == "ministack":
         env.update(GATEWAY_PORT=str(port), BIND_HOST="127.0.0.1", LOG_LEVEL="WARNING",
                    TMPDIR=env.get("TMPDIR", "/tmp"))
         cmd = [sys.executable, "-c", "import sys; from ministack.app import main; "

@@ -8,10 +8,9 @@ BatchWriteItem, a few seconds before the span starts: the items are exactly thos
 finds them in the due index as it would find SDK-created ones. Then the table is read back and
 ``started_at - scheduled_for`` of every run is its lateness.
 
-moto as shipped deep-copies a whole table on every TransactWriteItems (see ``bench.motofix``),
-so a claim (a transaction) takes time proportional to the table (~0.4 s at 4,000 items) and the
-poller could not claim 2,000 runs in a minute at all; the runtime's moto is patched for this
-benchmark, and the figure says so (``lateness_moto_patched``).
+The runtime's moto server runs with ``dynacron.local.motofix``, as ``dynacron local`` always
+does (stock moto copies the whole table on every claim, so 2,000 runs could not even be claimed
+in a minute).
 """
 
 from __future__ import annotations
@@ -29,42 +28,36 @@ from typing import Any
 from .common import ROOT, log, percentile
 
 
-def run(n: int, span_s: float, drain_s: float = 60.0) -> tuple[dict[str, Any], list[int]]:
+def run(n: int, span_s: float, drain_s: float = 60.0,
+        shards: int | None = None) -> tuple[dict[str, Any], list[int]]:
     """The figures (``lateness_*`` keys) and every run's lateness in ms.
 
     Each measurement runs in a fresh interpreter: moto keeps its state per process and a
     runtime stopped under load leaves threads retrying against its stopped server.
     """
-    code = (f"from bench.lateness import _child; _child({n}, {span_s!r}, {drain_s!r})")
+    code = f"from bench.lateness import _child; _child({n}, {span_s!r}, {drain_s!r}, {shards!r})"
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
                           text=True, check=True)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     return result["figures"], result["lateness"]
 
 
-def _child(n: int, span_s: float, drain_s: float) -> None:
-    figures, lateness = measure(n, span_s, drain_s=drain_s)
+def _child(n: int, span_s: float, drain_s: float, shards: int | None) -> None:
+    figures, lateness = measure(n, span_s, drain_s=drain_s, shards=shards)
     sys.stdout.write(json.dumps({"figures": figures, "lateness": lateness}) + "\n")
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)  # do not wait for threads of a runtime stopped under load
 
 
-def measure(n: int, span_s: float, patch: bool = True, seed: int = 7,
-            lead_s: float = 10.0, drain_s: float = 60.0) -> tuple[dict[str, Any], list[int]]:
+def measure(n: int, span_s: float, seed: int = 7, lead_s: float = 10.0, drain_s: float = 60.0,
+            shards: int | None = None) -> tuple[dict[str, Any], list[int]]:
     """In this process: run the local runtime, schedule, wait, read the table back."""
-    if patch:
-        from .motofix import patch_moto
-
-        patch_moto()
-    from moto.moto_api._internal.models import moto_api_backend
-
     from dynacron.local.runtime import LocalRuntime
 
     from .throughput import rows_like_sdk, write_items
 
-    moto_api_backend.reset()  # moto's state is per process: start from an empty server
-    rt = LocalRuntime(port=0, handlers=["bench.handlers"])
+    rt = LocalRuntime(port=0, handlers=["bench.handlers"], shards=shards)
     rt.start()
     try:
         settings = rt.settings
@@ -72,8 +65,6 @@ def measure(n: int, span_s: float, patch: bool = True, seed: int = 7,
         offsets = sorted(rng.uniform(0, span_s) for _ in range(n))
         t0 = datetime.now(UTC) + timedelta(seconds=lead_s)
         items = rows_like_sdk(settings, [t0 + timedelta(seconds=o) for o in offsets])
-        seeded = {it["sk"]["S"] for it in items if it["sk"]["S"].startswith("RUN#")}
-        seeded_pks = {it["pk"]["S"] for it in items}
         c0 = time.monotonic()
         write_items(rt.dynamodb, settings.table_name, items, threads=4)
         log(f"  wrote {n} tasks in {time.monotonic() - c0:.1f}s; due over {span_s:g}s from "
@@ -91,10 +82,13 @@ def measure(n: int, span_s: float, patch: bool = True, seed: int = 7,
                 break
         measured_at = int(time.time() * 1000)
         rows = _runs(rt)
-        extra = [r for r in rows if r["pk"] not in seeded_pks or r["sk"] not in seeded]
+        pairs = {(it["pk"]["S"], it["sk"]["S"]) for it in items}
+        extra = [r for r in rows if (r["pk"], r["sk"]) not in pairs]
         if extra:
-            log(f"  {len(extra)} run item(s) that were not seeded: {extra[:5]}")
-        rows = [r for r in rows if r["pk"] in seeded_pks and r["sk"] in seeded]
+            seeded_sk = {pk: sk for pk, sk in pairs if sk.startswith("RUN#")}
+            log(f"  {len(extra)} run item(s) that were not seeded: "
+                f"{[(r, seeded_sk.get(r['pk'])) for r in extra[:5]]}")
+        rows = [r for r in rows if (r["pk"], r["sk"]) in pairs]
         # moto's Scan of a table that is being written can return an item twice: keep one.
         unique = {(r["pk"], r["sk"]): r for r in rows}
         duplicates = len(rows) - len(unique)
@@ -119,7 +113,6 @@ def measure(n: int, span_s: float, patch: bool = True, seed: int = 7,
         "lateness_started": len(lateness) - len(censored),
         "lateness_not_started_in_time": len(censored),
         "lateness_statuses": statuses,
-        "lateness_moto_patched": patch,
         "lateness_unexpected_items": extra[:5],
     }
     if lateness:

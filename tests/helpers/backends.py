@@ -1,9 +1,10 @@
 """Two independent DynamoDB+SQS emulators on loopback: moto's threaded server and ministack.
 
 Both run as child processes of the test session on a free 127.0.0.1 port and are stopped at its
-end. ``start_moto()`` runs ``moto.server.ThreadedMotoServer`` (see ``helpers/moto_server.py``
-for the three ways it is made to behave like AWS under concurrency); ``start_ministack()`` runs
-``python -m ministack`` limited to DynamoDB and SQS.
+end. ``start_moto()`` runs the server of ``dynacron local`` (``dynacron.local.server``: moto's
+``ThreadedMotoServer`` with requests applied one at a time, as a DynamoDB item's writes are,
+and ``dynacron.local.motofix``'s fixes to moto's cost) with SQS serialized too;
+``start_ministack()`` runs ``python -m ministack`` limited to DynamoDB and SQS.
 """
 
 from __future__ import annotations
@@ -85,12 +86,8 @@ def _spawn(name: str, argv: list[str], env: dict[str, str], probe: str, port: in
 
 def start_moto() -> Server:
     port = free_port()
-    argv = [sys.executable, "-m", "helpers.moto_server", str(port)]
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]),
-    }
-    return _spawn("moto", argv, env, "/moto-api/", port)
+    argv = [sys.executable, "-m", "dynacron.local.server", "--port", str(port), "--serialize-all"]
+    return _spawn("moto", argv, dict(os.environ), "/moto-api/", port)
 
 
 def start_ministack() -> Server:

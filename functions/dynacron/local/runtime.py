@@ -2,9 +2,11 @@
 
 What runs, and how it maps to the cloud:
 
-* an embedded moto server (``local.server.LocalMotoServer``, a ``ThreadedMotoServer`` on
-  loopback) with the table and queues that ``template.yaml`` declares, created by
-  ``local.provision.provision`` from the template itself;
+* an embedded moto server on loopback (``local.server.ServerProcess``: moto's
+  ``ThreadedMotoServer`` in a child interpreter, so that it has a core of its own, with
+  ``local.motofix``'s fixes to its cost; it exits with this process) holding the table and
+  queues that ``template.yaml`` declares, created by ``local.provision.provision`` from the
+  template itself;
 * the **poller**: a thread calling ``Dispatcher.poll()`` (the function the poller Lambda runs)
   every ``period_s``;
 * the **worker**: a few threads that each behave like Lambda's SQS event source: ReceiveMessage
@@ -176,7 +178,7 @@ class LocalRuntime:
         from ..execute import Executor
         from ..store import Store
         from .provision import find_template, load_template, provision
-        from .server import LocalMotoServer
+        from .server import ServerProcess
 
         template = load_template(find_template())  # fail before starting anything
         self._load_handlers(registry)
@@ -185,7 +187,7 @@ class LocalRuntime:
             os.environ["AWS_ACCESS_KEY_ID"] = "testing"
             os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
 
-        self.server = LocalMotoServer(self.host, self.port)
+        self.server = ServerProcess(self.host, self.port)
         self.server.start()
         self.port = self.server.port
         endpoint = self.server.endpoint_url

@@ -8,13 +8,25 @@ whatever another thread wrote in between (a run marked ``succeeded`` by a worker
 inserts an item can fail outright. So this server serializes DynamoDB requests with one lock,
 which is what a single real table partition looks like from the outside anyway. SQS requests
 are not serialized: a long-polling ReceiveMessage must not hold up everything else.
+
+The server runs in a child process of ``dynacron local`` (``ServerProcess``, running
+``python -m dynacron.local.server``), not on a thread beside the poller and the workers: moto
+answering a request is pure-Python work, and in one process it competes for the GIL with the
+poller and workers it serves (py-spy: two thirds of the busy core was moto). In its own
+interpreter it has a core to itself. It runs with ``local.motofix`` applied (moto's cost at
+thousands of items, not its behaviour), and it exits when its parent does: it watches its stdin,
+a pipe from the parent, and stops at end of file, so a ``kill -9`` of ``dynacron local`` leaves
+no server behind.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -40,15 +52,18 @@ def check_port(host: str, port: int) -> None:
             raise
 
 
-class _SerializeDynamoDB:
-    """WSGI middleware: one DynamoDB request at a time (see the module docstring)."""
+class _Serialize:
+    """WSGI middleware: one request at a time (DynamoDB only, or every service)."""
 
-    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+    def __init__(self, app: Callable[..., Iterable[bytes]], dynamodb_only: bool = True) -> None:
         self.app = app
+        self.dynamodb_only = dynamodb_only
         self.lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+        if self.dynamodb_only and not environ.get("HTTP_X_AMZ_TARGET", "").startswith(
+            "DynamoDB_"
+        ):
             return self.app(environ, start_response)
         with self.lock:
             # moto builds the whole body inside the call; materialize it under the lock.
@@ -56,11 +71,17 @@ class _SerializeDynamoDB:
 
 
 class LocalMotoServer(ThreadedMotoServer):
-    """``ThreadedMotoServer`` with DynamoDB serialized, quiet logs and port 0 (any free port)."""
+    """``ThreadedMotoServer`` with requests serialized, keep-alive, quiet logs, port 0 = any.
 
-    def __init__(self, ip_address: str = "127.0.0.1", port: int = 0) -> None:
+    ``serialize_all`` also serializes SQS (the tests' servers, which never long-poll).
+    """
+
+    def __init__(
+        self, ip_address: str = "127.0.0.1", port: int = 0, serialize_all: bool = False
+    ) -> None:
         super().__init__(ip_address=ip_address, port=port, verbose=False)
         self._startup_error: BaseException | None = None
+        self._serialize_all = serialize_all
 
     def _server_entry(self) -> None:
         from moto.moto_server.werkzeug_app import (
@@ -70,10 +91,19 @@ class LocalMotoServer(ThreadedMotoServer):
         )
         from werkzeug.serving import make_server
 
-        app = _SerializeDynamoDB(DomainDispatcherApplication(create_backend_app))
+        class KeepAliveHandler(MotoRequestHandler):
+            # HTTP/1.1 keeps botocore's pooled connections open; with HTTP/1.0 every request
+            # paid for a TCP handshake and a new server thread.
+            protocol_version = "HTTP/1.1"
+
+            def log_request(self, *args: Any, **kwargs: Any) -> None:
+                pass  # one formatted line per request otherwise, even when not shown
+
+        app = _Serialize(DomainDispatcherApplication(create_backend_app),
+                         dynamodb_only=not self._serialize_all)
         try:
             self._server = make_server(
-                self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
+                self._ip_address, self._port, app, True, request_handler=KeepAliveHandler
             )
         except BaseException as exc:  # reported by start()
             self._startup_error = exc
@@ -97,3 +127,99 @@ class LocalMotoServer(ThreadedMotoServer):
     def endpoint_url(self) -> str:
         host, port = self.get_host_and_port()
         return f"http://{host}:{port}"
+
+
+READY_PREFIX = "dynacron-local-server ready "
+START_TIMEOUT_S = 60.0
+
+
+class ServerProcess:
+    """``LocalMotoServer`` in a child interpreter: ``start()``, ``endpoint_url``, ``stop()``."""
+
+    def __init__(self, ip_address: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = ip_address
+        self._port = port
+        self._proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        check_port(self.host, self._port)  # a clear error before spending a second on imports
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "dynacron.local.server", "--host", self.host,
+             "--port", str(self._port)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert self._proc.stdout is not None
+        ready = _read_line(self._proc.stdout, START_TIMEOUT_S)
+        if not ready.startswith(READY_PREFIX):
+            self.stop()
+            message = ready.strip() or "exited before it was ready"
+            if "in use" in message or "not available" in message:
+                raise PortInUse(errno.EADDRINUSE, message)
+            raise RuntimeError(f"the local moto server did not start: {message}")
+        self._port = int(ready[len(READY_PREFIX):])
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{self.host}:{self._port}"
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            assert proc.stdin is not None
+            proc.stdin.close()  # end of file: the server's cue to exit
+            proc.wait(timeout_s)
+        except (OSError, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait()
+
+
+def _read_line(stream: Any, timeout_s: float) -> str:
+    """One line from ``stream``, or "" after ``timeout_s`` (readline alone could block forever)."""
+    box: list[str] = []
+    reader = threading.Thread(target=lambda: box.append(stream.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout_s)
+    return box[0] if box else ""
+
+
+def serve(host: str, port: int, serialize_all: bool = False) -> None:
+    """The child: patched moto, serialized DynamoDB, until stdin closes."""
+    import signal
+
+    from .motofix import patch_moto
+
+    # Ctrl-C reaches the whole process group; the parent's graceful stop still needs the server.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    patch_moto()
+    server = LocalMotoServer(host, port, serialize_all=serialize_all)
+    try:
+        server.start()
+    except PortInUse as exc:
+        print(f"port {port} on {host} is not available: {exc.strerror or exc}", flush=True)
+        sys.exit(1)
+    print(f"{READY_PREFIX}{server.port}", flush=True)
+    sys.stdin.read()  # returns at end of file: the parent stopped or died
+    os._exit(0)  # request threads may be mid-response to a parent that is gone
+
+
+def _main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m dynacron.local.server")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--serialize-all", action="store_true",
+                        help="one request at a time for SQS too (no long polls expected)")
+    args = parser.parse_args(argv)
+    serve(args.host, args.port, args.serialize_all)
+
+
+if __name__ == "__main__":
+    _main()

@@ -1,0 +1,219 @@
+"""The server of ``dynacron local``: patched moto answers as stock moto does; it dies with us.
+
+``dynacron.local.motofix`` changes how moto computes its answers (item backups instead of table
+copies, no whole-table sort, json.dumps, one SQS attribute), never what it answers. The same
+script of requests, through the template's own table and queues, runs against the patched
+server (``ServerProcess``) and a stock ``ThreadedMotoServer``; the answers must be equal once
+request ids, message ids and timestamps are set aside.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto.server import ThreadedMotoServer
+
+from dynacron.local.provision import find_template, load_template, provision
+from dynacron.local.server import PortInUse, ServerProcess
+
+pytestmark = pytest.mark.integration
+VOLATILE = {"ResponseMetadata", "MessageId", "ReceiptHandle", "MD5OfMessageBody", "SentTimestamp",
+            "ApproximateFirstReceiveTimestamp", "SenderId", "ConsumedCapacity"}
+
+
+def _clients(endpoint: str) -> tuple[Any, Any]:
+    kw = {"endpoint_url": endpoint, "region_name": "us-east-1",
+          "aws_access_key_id": "x", "aws_secret_access_key": "x"}
+    return boto3.client("dynamodb", **kw), boto3.client("sqs", **kw)
+
+
+def _strip(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip(v) for k, v in value.items() if k not in VOLATILE}
+    if isinstance(value, list):
+        return [_strip(v) for v in value]
+    return value
+
+
+def _call(fn: Callable[..., Any], **kwargs: Any) -> Any:
+    try:
+        return _strip(fn(**kwargs))
+    except ClientError as exc:
+        return {"error": exc.response["Error"]["Code"],
+                "reasons": [r.get("Code") for r in exc.response.get("CancellationReasons", [])]}
+
+
+def _item(task: str, run: str, shard: int | None, due: int | None, status: str) -> dict[str, Any]:
+    item: dict[str, Any] = {"pk": {"S": f"T#{task}"}, "sk": {"S": f"RUN#{run}"},
+                            "status": {"S": status}, "payload": {"S": '{"n": 1}'}}
+    if shard is not None and due is not None:
+        item["due_shard"] = {"N": str(shard)}
+        item["due_at"] = {"N": str(due)}
+    return item
+
+
+def _script(endpoint: str) -> list[Any]:
+    """Every kind of request dynacron makes, with answers worth comparing."""
+    ddb, sqs = _clients(endpoint)
+    res = provision(ddb, sqs, load_template(find_template()), prefix="cmp")
+    table = res.table_name
+    out: list[Any] = []
+    items = [_item(f"t{i}", f"{1000 + i}-s", i % 2, 5000 - i * 10, "pending") for i in range(12)]
+    items.append(_item("t99", "1-s", None, None, "succeeded"))  # not in the due index
+    for item in items:
+        out.append(_call(ddb.put_item, TableName=table, Item=item))
+    # The due index, paged: order and LastEvaluatedKey must not depend on the unsorted scan.
+    key: dict[str, Any] | None = None
+    while True:
+        page = _call(ddb.query, TableName=table, IndexName="due-index", Limit=2,
+                     KeyConditionExpression="due_shard = :s AND due_at <= :h",
+                     ExpressionAttributeValues={":s": {"N": "0"}, ":h": {"N": "4990"}},
+                     **({"ExclusiveStartKey": key} if key else {}))
+        out.append(page)
+        key = page.get("LastEvaluatedKey")
+        if not key:
+            break
+    out.append(_call(ddb.query, TableName=table, KeyConditionExpression="pk = :p",
+                     ExpressionAttributeValues={":p": {"S": "T#t3"}}))
+    update = {"TableName": table, "Key": {"pk": {"S": "T#t0"}, "sk": {"S": "RUN#1000-s"}},
+              "UpdateExpression": "SET #st = :q, attempt = :one REMOVE due_shard, due_at",
+              "ConditionExpression": "#st = :p", "ExpressionAttributeNames": {"#st": "status"},
+              "ExpressionAttributeValues": {":q": {"S": "queued"}, ":p": {"S": "pending"},
+                                            ":one": {"N": "1"}},
+              "ReturnValues": "ALL_NEW"}
+    out.append(_call(ddb.update_item, **update))
+    out.append(_call(ddb.update_item, **update))  # the condition fails now
+    # A transaction whose second condition fails: the first write must not survive it.
+    out.append(_call(ddb.transact_write_items, TransactItems=[
+        {"Put": {"TableName": table, "Item": _item("t1", "1001-s", 1, 1, "queued")}},
+        {"Update": {"TableName": table, "Key": {"pk": {"S": "T#t2"}, "sk": {"S": "RUN#1002-s"}},
+                    "UpdateExpression": "SET #st = :q", "ConditionExpression": "#st = :x",
+                    "ExpressionAttributeNames": {"#st": "status"},
+                    "ExpressionAttributeValues": {":q": {"S": "queued"}, ":x": {"S": "nope"}}}},
+        {"Put": {"TableName": table, "Item": _item("t50", "5-s", 0, 1, "pending")}},
+    ]))
+    out.append(_call(ddb.transact_write_items, TransactItems=[
+        {"Update": {"TableName": table, "Key": {"pk": {"S": "T#t2"}, "sk": {"S": "RUN#1002-s"}},
+                    "UpdateExpression": "SET #st = :q", "ConditionExpression": "#st = :p",
+                    "ExpressionAttributeNames": {"#st": "status"},
+                    "ExpressionAttributeValues": {":q": {"S": "queued"}, ":p": {"S": "pending"}}}},
+    ]))
+    for task, run in (("t1", "1001-s"), ("t2", "1002-s"), ("t50", "5-s")):
+        out.append(_call(ddb.get_item, TableName=table, ConsistentRead=True,
+                         Key={"pk": {"S": f"T#{task}"}, "sk": {"S": f"RUN#{run}"}}))
+    out.append(_call(ddb.scan, TableName=table, Select="COUNT"))
+    out.append(_call(ddb.batch_write_item, RequestItems={table: [
+        {"DeleteRequest": {"Key": {"pk": {"S": "T#t99"}, "sk": {"S": "RUN#1-s"}}}}]}))
+    # SQS: sends (single and batch), receives, attribute counts, deletes.
+    out.append(_call(sqs.send_message, QueueUrl=res.queue_url, MessageBody="one"))
+    out.append(_call(sqs.send_message_batch, QueueUrl=res.queue_url, Entries=[
+        {"Id": str(i), "MessageBody": f"m{i}"} for i in range(3)]))
+    got = sqs.receive_message(QueueUrl=res.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
+                              AttributeNames=["ApproximateReceiveCount"]).get("Messages", [])
+    out.append(sorted((m["Body"], m["Attributes"]["ApproximateReceiveCount"]) for m in got))
+    out.append(_call(sqs.get_queue_attributes, QueueUrl=res.queue_url,
+                     AttributeNames=["ApproximateNumberOfMessagesNotVisible",
+                                     "ApproximateNumberOfMessages", "MessageRetentionPeriod"]))
+    out.append(_call(sqs.delete_message_batch, QueueUrl=res.queue_url, Entries=[
+        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)]))
+    return out
+
+
+@pytest.fixture
+def patched() -> Iterator[str]:
+    server = ServerProcess()
+    server.start()
+    try:
+        yield server.endpoint_url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def stock() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def test_patched_server_answers_as_stock_moto(patched: str, stock: str) -> None:
+    ours, theirs = _script(patched), _script(stock)
+    assert len(ours) == len(theirs)
+    for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+        assert a == b, f"request {i} differs"
+    # The script exercised what it means to: a cancelled transaction, pages, a failed condition.
+    assert any(isinstance(r, dict) and r.get("error") == "TransactionCanceledException"
+               for r in ours)
+    assert any(isinstance(r, dict) and r.get("error") == "ConditionalCheckFailedException"
+               for r in ours)
+    assert sum(1 for r in ours if isinstance(r, dict) and "LastEvaluatedKey" in r) >= 2
+
+
+def test_a_taken_port_is_a_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(PortInUse, match=str(port)):
+            ServerProcess(port=port).start()
+
+
+def test_the_server_exits_when_its_parent_is_killed() -> None:
+    code = ("from dynacron.local.server import ServerProcess; s = ServerProcess(); s.start(); "
+            "print(s._proc.pid, flush=True); import time; time.sleep(600)")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        os.kill(parent.pid, signal.SIGKILL)  # no chance to stop its server
+        parent.wait(10)
+        deadline = time.monotonic() + 20
+        while _alive(child):
+            assert time.monotonic() < deadline, f"server {child} outlived its parent"
+            time.sleep(0.1)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by init in a container) counts as gone.
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+            return fh.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def test_infra_provision_creates_the_template_resources_on_an_endpoint(patched: str) -> None:
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run(
+        [sys.executable, os.path.join(root, "infra", "provision.py"), "--endpoint", patched,
+         "--prefix", "infra"], capture_output=True, text=True, check=True, timeout=60)
+    words = dict(w.split("=", 1) for w in out.stdout.split()[1:])
+    assert out.stdout.startswith("export ")
+    assert words["AWS_ENDPOINT_URL"] == patched
+    ddb, sqs = _clients(patched)
+    table = ddb.describe_table(TableName=words["DYNACRON_TABLE"])["Table"]
+    assert [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == ["due-index"]
+    redrive = sqs.get_queue_attributes(QueueUrl=words["DYNACRON_QUEUE_URL"],
+                                       AttributeNames=["RedrivePolicy"])["Attributes"]
+    assert "deadLetterTargetArn" in redrive["RedrivePolicy"]
