@@ -1,26 +1,43 @@
-"""dynacron: a serverless task scheduler for AWS (DynamoDB + SQS + Lambda)."""
+"""dynacron: a serverless task scheduler for AWS (DynamoDB + SQS + Lambda).
 
-from .errors import DynacronError, TaskNotFound, ValidationError
-from .registry import handler
-from .sdk import Scheduler
-from .triggers import At, Cron, Every
-from .types import MisfirePolicy, RetryPolicy, Run, RunContext, RunStatus, Task, TaskStatus
+The public names below are imported on first use (PEP 562), so a Lambda entrypoint that
+imports ``dynacron.handlers.worker`` does not pay for the SDK and the trigger parsers at cold
+start; ``from dynacron import Scheduler, At`` works as usual.
+"""
 
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .errors import DynacronError, TaskNotFound, ValidationError
+    from .registry import handler
+    from .sdk import Scheduler
+    from .triggers import At, Cron, Every
+    from .types import MisfirePolicy, RetryPolicy, Run, RunContext, RunStatus, Task, TaskStatus
+
+_WHERE = {
+    "DynacronError": "errors", "TaskNotFound": "errors", "ValidationError": "errors",
+    "handler": "registry", "Scheduler": "sdk", "At": "triggers", "Cron": "triggers",
+    "Every": "triggers", "MisfirePolicy": "types", "RetryPolicy": "types", "Run": "types",
+    "RunContext": "types", "RunStatus": "types", "Task": "types", "TaskStatus": "types",
+}
 __all__ = [
-    "At",
-    "Cron",
-    "DynacronError",
-    "Every",
-    "MisfirePolicy",
-    "RetryPolicy",
-    "Run",
-    "RunContext",
-    "RunStatus",
-    "Scheduler",
-    "Task",
-    "TaskNotFound",
-    "TaskStatus",
-    "ValidationError",
-    "handler",
+    "At", "Cron", "DynacronError", "Every", "MisfirePolicy", "RetryPolicy", "Run", "RunContext",
+    "RunStatus", "Scheduler", "Task", "TaskNotFound", "TaskStatus", "ValidationError", "handler",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dynacron' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value  # once resolved, a plain module attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*__all__, "__version__"])

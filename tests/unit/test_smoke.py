@@ -31,3 +31,20 @@ def test_every_chains_inside_window(env):
     assert len(msgs) >= 40
     runs = s.runs(t.task_id)
     assert sum(r.status == RunStatus.QUEUED for r in runs) == len(msgs)
+
+
+def test_entrypoints_do_not_import_the_sdk_at_cold_start():
+    import subprocess
+    import sys
+
+    import dynacron
+
+    # Every public name resolves, lazily or not.
+    assert all(getattr(dynacron, name) is not None for name in dynacron.__all__)
+    code = (
+        "import sys, dynacron.handlers.worker, dynacron.handlers.poller; "
+        "print(sorted(m for m in sys.modules if m in "
+        "('dynacron.sdk', 'dynacron.triggers', 'croniter', 'click', 'moto')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
