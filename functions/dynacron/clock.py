@@ -76,9 +76,17 @@ class SkewedClock:
         self._base.sleep(seconds)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
 def to_ms(when: datetime) -> int:
-    """Epoch milliseconds of an aware datetime (the table stores times this way)."""
-    return round(when.timestamp() * 1000)
+    """Epoch milliseconds of an aware datetime (the table stores times this way), rounded half
+    up in exact integer arithmetic: the one rounding used for every stored time. (A float
+    ``round(timestamp * 1000)`` rounds .5 ms to even, so a run key and its trigger's instant
+    could differ by 1 ms, and the poller would take the trigger's instant for a later
+    occurrence.)"""
+    return ((when - _EPOCH) // _US + 500) // 1000
 
 
 def from_ms(ms: int | float | None) -> datetime | None:

@@ -57,6 +57,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .clock import to_ms
 from .errors import ValidationError
 from .types import MIN_INTERVAL_SECONDS, to_seconds
 
@@ -90,10 +91,7 @@ _MAX_CRON_STEPS = 5000
 # --- time helpers ---------------------------------------------------------------------------
 
 
-def _ms_of(when: datetime) -> int:
-    """Exact epoch milliseconds of an aware datetime, rounded half up."""
-    us = (when - _EPOCH) // _US
-    return (us + 500) // 1000
+_ms_of = to_ms  # exact epoch milliseconds, rounded half up: the same rounding as the store
 
 
 def _from_ms(ms: int) -> datetime:

@@ -647,3 +647,19 @@ def test_round_trip(trigger: Trigger) -> None:
     assert type(again) is type(trigger)
     assert again.to_dict() == spec
     assert again.describe() == trigger.describe()
+
+
+def test_one_time_run_key_and_trigger_agree_on_a_half_millisecond():
+    # 12:00:00.4605 is 460.5 ms: float rounding (to even) gave 460, the trigger 461, and the
+    # poller then took the trigger's 461 for a second occurrence of a one-time task.
+    from datetime import UTC, datetime
+
+    from dynacron.clock import to_ms
+
+    when = datetime(2026, 3, 2, 12, 0, 0, 460500, tzinfo=UTC)
+    at = At(when)
+    assert to_ms(when) == to_ms(at.when) == at.to_dict()["when"]
+    assert at.next(at.when) is None
+    for us in range(0, 1000, 1):
+        t = when.replace(microsecond=us * 1000 + 500)
+        assert to_ms(t) == to_ms(At(t).when)
