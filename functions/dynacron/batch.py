@@ -28,6 +28,31 @@ class RecordNotAcked(Exception):
     """Raised for a record that must stay on the queue (retry later, or not started)."""
 
 
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
+    """The event Lambda's SQS event source builds from ``ReceiveMessage`` output (for the local
+    runtime and tests, which play the event source)."""
+
+    def record(msg: dict[str, Any]) -> dict[str, Any]:
+        attrs = msg.get("Attributes", {})
+        return {
+            "messageId": msg["MessageId"],
+            "receiptHandle": msg["ReceiptHandle"],
+            "body": msg["Body"],
+            "attributes": {
+                key: str(attrs.get(key, default))
+                for key, default in (("ApproximateReceiveCount", "1"), ("SentTimestamp", ""),
+                                     ("SenderId", ""), ("ApproximateFirstReceiveTimestamp", ""))
+            },
+            "messageAttributes": {},
+            "md5OfBody": msg.get("MD5OfBody", ""),
+            "eventSource": "aws:sqs",
+            "eventSourceARN": queue_arn,
+            "awsRegion": region,
+        }
+
+    return {"Records": [record(m) for m in messages]}
+
+
 def queue_url_for_arn(arn: str, settings: Settings) -> str:
     """The queue URL of ``arn``: one of ours if its name matches, else the AWS URL form."""
     parts = arn.split(":")

@@ -16,6 +16,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from dynacron import At, Every, RetryPolicy, RunStatus, Scheduler, handler
+from dynacron.batch import sqs_event
 from dynacron.local.provision import find_template, load_template, provision
 
 pytestmark = pytest.mark.integration
@@ -103,22 +104,7 @@ def _worker_round(d) -> int:
     if not got:
         return 0
     arn = "arn:aws:sqs:us-east-1:123456789012:" + d.res.queue_url.rsplit("/", 1)[-1]
-    event = {
-        "Records": [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": m.get("Attributes", {}),
-                "messageAttributes": {},
-                "md5OfBody": m["MD5OfBody"],
-                "eventSource": "aws:sqs",
-                "eventSourceARN": arn,
-                "awsRegion": "us-east-1",
-            }
-            for m in got
-        ]
-    }
+    event = sqs_event(got, arn, "us-east-1")
     out = d.worker.handler(event, _Context())
     failed = {f["itemIdentifier"] for f in out["batchItemFailures"]}
     done = [

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from dynacron import At, Cron, Every, RetryPolicy, ValidationError
-from dynacron.batch import process_event
+from dynacron.batch import process_event, sqs_event
 from dynacron.clock import to_ms
 from dynacron.dispatch import Message
 from helpers.harness import VirtualSQS, deliver, statuses
@@ -309,23 +309,8 @@ def test_worker_survives_bad_messages(dep, clock, behaviour, ledger, figures):
         msgs = dep.receive(url, visibility=60)
         if not msgs:
             break
-        event = {
-            "Records": [
-                {
-                    "messageId": m["MessageId"],
-                    "receiptHandle": m["ReceiptHandle"],
-                    "body": m["Body"],
-                    "attributes": m.get("Attributes", {}),
-                    "messageAttributes": {},
-                    "md5OfBody": "",
-                    "eventSource": "aws:sqs",
-                    "awsRegion": "us-east-1",
-                    "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:"
-                    + url.rsplit("/", 1)[-1],
-                }
-                for m in msgs
-            ]
-        }
+        arn = "arn:aws:sqs:us-east-1:000000000000:" + url.rsplit("/", 1)[-1]
+        event = sqs_event(msgs, arn, "us-east-1")
         out = process_event(event, _Ctx(), executor)
         failed = {f["itemIdentifier"] for f in out["batchItemFailures"]}
         for m in msgs:

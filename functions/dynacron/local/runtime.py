@@ -351,33 +351,11 @@ class LocalRuntime:
                 return
             self._run_batch(got)
 
-    def _record(self, msg: dict[str, Any]) -> dict[str, Any]:
-        assert self.settings is not None
-        attrs = msg.get("Attributes", {})
-        return {
-            "messageId": msg["MessageId"],
-            "receiptHandle": msg["ReceiptHandle"],
-            "body": msg["Body"],
-            "attributes": {
-                "ApproximateReceiveCount": str(attrs.get("ApproximateReceiveCount", "1")),
-                "SentTimestamp": str(attrs.get("SentTimestamp", "")),
-                "SenderId": str(attrs.get("SenderId", "")),
-                "ApproximateFirstReceiveTimestamp": str(
-                    attrs.get("ApproximateFirstReceiveTimestamp", "")
-                ),
-            },
-            "messageAttributes": {},
-            "md5OfBody": msg.get("MD5OfBody", ""),
-            "eventSource": "aws:sqs",
-            "eventSourceARN": self.queue_arn,
-            "awsRegion": self.settings.region,
-        }
-
     def _run_batch(self, messages: list[dict[str, Any]]) -> None:
-        from ..batch import process_event
+        from ..batch import process_event, sqs_event
 
         assert self.settings is not None
-        event = {"Records": [self._record(m) for m in messages]}
+        event = sqs_event(messages, self.queue_arn, self.settings.region)
         self.stats.batch_started()
         try:
             response = process_event(event, LambdaContext(), self.executor, pool=self._pool)

@@ -71,7 +71,7 @@ class _Serialize:
 
 
 class LocalMotoServer(ThreadedMotoServer):
-    """``ThreadedMotoServer`` with requests serialized, keep-alive, quiet logs, port 0 = any.
+    """``ThreadedMotoServer`` with requests serialized, quiet logs, port 0 = any free port.
 
     ``serialize_all`` also serializes SQS (the tests' servers, which never long-poll).
     """
@@ -91,10 +91,10 @@ class LocalMotoServer(ThreadedMotoServer):
         )
         from werkzeug.serving import make_server
 
-        class KeepAliveHandler(MotoRequestHandler):
-            # HTTP/1.1 keeps botocore's pooled connections open; with HTTP/1.0 every request
-            # paid for a TCP handshake and a new server thread.
-            protocol_version = "HTTP/1.1"
+        class QuietHandler(MotoRequestHandler):
+            # (werkzeug closes every connection after its response, HTTP/1.1 or not: each
+            # request costs a TCP handshake and a server thread. Keeping connections open
+            # would mean draining bodies the app left unread; not worth it at ~10%.)
 
             def log_request(self, *args: Any, **kwargs: Any) -> None:
                 pass  # one formatted line per request otherwise, even when not shown
@@ -103,7 +103,7 @@ class LocalMotoServer(ThreadedMotoServer):
                          dynamodb_only=not self._serialize_all)
         try:
             self._server = make_server(
-                self._ip_address, self._port, app, True, request_handler=KeepAliveHandler
+                self._ip_address, self._port, app, True, request_handler=QuietHandler
             )
         except BaseException as exc:  # reported by start()
             self._startup_error = exc
