@@ -98,7 +98,7 @@ class Executor:
             msg = Message.parse(body)
         except ValidationError as exc:
             return self._undecodable(body, exc)
-        run = self.store.get_run_row(msg.task_id, msg.run_id)
+        run, task = self.store.get_run_and_task(msg.task_id, msg.run_id)
         if run is None:
             return self._orphan(msg)
         if run.fence != msg.fence:
@@ -106,7 +106,6 @@ class Executor:
         verdict = self._precheck(run)
         if verdict is not None:
             return verdict
-        task = self.store.get_task_row(msg.task_id)
         verdict = self._check_task(run, task)
         if verdict is not None:
             return verdict

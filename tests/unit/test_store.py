@@ -280,3 +280,51 @@ def test_run_row_round_trip(env):
         **{**values, "sk": run_sk("x-s"), "run_id": "x-s", "result": '{"r": "cut'}
     ).save()
     assert run_from_row(store.get_run_row("rr", "x-s")).result == '{"r": "cut'
+
+
+def test_get_run_and_task_reads_both_in_one_request(env, ok_handler, monkeypatch):
+    s = env.scheduler()
+    t = s.schedule(ok_handler, {"a": 1}, trigger=At(T0 + timedelta(seconds=5)), task_id="pair")
+    run_id = scheduled_run_id(to_ms(T0 + timedelta(seconds=5)))
+    store = Store(env.settings)
+    connection = store.models.Run._get_connection()
+    calls: list[int] = []
+    real = connection.batch_get_item
+
+    def counting(keys, **kwargs):
+        calls.append(len(keys))
+        return real(keys, **kwargs)
+
+    monkeypatch.setattr(connection, "batch_get_item", counting)
+    run, task = store.get_run_and_task("pair", run_id)
+    assert (run.run_id, run.status, task.task_id, task.task_type) == (
+        run_id, RunStatus.QUEUED.value, t.task_id, ok_handler)  # due soon: sent at once
+    assert calls == [2]
+    missing_run, same_task = store.get_run_and_task("pair", "no-such-run")
+    assert missing_run is None and same_task.task_id == "pair"
+    assert store.get_run_and_task("nobody", run_id) == (None, None)
+
+
+def test_get_run_and_task_follows_unprocessed_keys_then_falls_back(env, ok_handler, monkeypatch):
+    s = env.scheduler()
+    s.schedule(ok_handler, {}, trigger=At(T0 + timedelta(seconds=5)), task_id="busy")
+    run_id = scheduled_run_id(to_ms(T0 + timedelta(seconds=5)))
+    store = Store(env.settings)
+    connection = store.models.Run._get_connection()
+    table = env.settings.table_name
+    real = connection.batch_get_item
+    throttled = {"left": 1}
+
+    def sometimes_unprocessed(keys, **kwargs):
+        if throttled["left"] == 0:
+            return real(keys, **kwargs)
+        throttled["left"] -= 1  # DynamoDB's answer under throttling: nothing read, keys back
+        wire = [{"pk": {"S": k["pk"]}, "sk": {"S": k["sk"]}} for k in keys]
+        return {"Responses": {table: []}, "UnprocessedKeys": {table: {"Keys": wire}}}
+
+    monkeypatch.setattr(connection, "batch_get_item", sometimes_unprocessed)
+    run, task = store.get_run_and_task("busy", run_id)
+    assert (run.run_id, task.task_id) == (run_id, "busy")
+    throttled["left"] = 99  # never processed: one GetItem each instead
+    run, task = store.get_run_and_task("busy", run_id)
+    assert (run.run_id, task.task_id) == (run_id, "busy")
