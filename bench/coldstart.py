@@ -32,13 +32,50 @@ _SNIPPET = ("import time; t = time.perf_counter(); import {mod}; "
             "print((time.perf_counter() - t) * 1000)")
 
 
-def _sample(mod: str, src: Path) -> float:
-    env = dict(os.environ, PYTHONPATH=str(src), PYTHONDONTWRITEBYTECODE="1",
+def _sample(mod: str, src: Path | None) -> float:
+    env = dict(os.environ, PYTHONPATH=str(src or ""), PYTHONDONTWRITEBYTECODE="1",
                DYNACRON_TABLE="t", DYNACRON_QUEUE_URL="http://127.0.0.1:1/q",
                AWS_DEFAULT_REGION="us-east-1", POWERTOOLS_METRICS_NAMESPACE="Bench")
     out = subprocess.run([sys.executable, "-c", _SNIPPET.format(mod=mod)], env=env, cwd=src,
                          capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
+
+
+BUILT = ROOT / ".aws-sam" / "build"
+
+
+def run_package(repeats: int = 10) -> dict[str, Any]:
+    """The entrypoints imported from the packages ``make build`` deploys (``sam build`` plus
+    bytecode), and from the same packages without bytecode (what ``sam build`` alone ships:
+    Lambda's read-only /var/task means every cold start compiles it all); the baseline is
+    ``import boto3`` as the Lambda runtime provides it (installed, with bytecode)."""
+    dirs = {"poller": BUILT / "PollerFunction", "worker": BUILT / "WorkerFunction"}
+    if not all((d / "dynacron").is_dir() for d in dirs.values()):
+        return {"import_package": "not built (make build): figures from the source tree"}
+    tmp = Path(tempfile.mkdtemp(prefix="dynacron-package-"))
+    try:
+        src: dict[str, Path] = {}
+        for key, d in dirs.items():
+            src[key] = tmp / key
+            shutil.copytree(d, src[key], ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        names = ("boto3", "poller", "worker", "poller_src", "worker_src")
+        samples: dict[str, list[float]] = {k: [] for k in names}
+        for _ in range(repeats):
+            samples["boto3"].append(_sample("boto3", None))
+            for key, d in dirs.items():
+                samples[key].append(_sample(TARGETS[key], d))
+                samples[f"{key}_src"].append(_sample(TARGETS[key], src[key]))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    out: dict[str, Any] = {"import_package": "make build (sam build + bytecode)",
+                           "import_ms_boto3_runtime": round(med["boto3"], 1)}
+    for key in dirs:
+        out[f"import_ms_{key}_package"] = round(med[key], 1)
+        out[f"import_ms_{key}_package_no_bytecode"] = round(med[f"{key}_src"], 1)
+        out[f"import_ratio_{key}_package"] = round(med[key] / med["boto3"], 3)
+        out[f"import_ratio_{key}_package_no_bytecode"] = round(med[f"{key}_src"] / med["boto3"], 3)
+    return out
 
 
 def _importtime(mod: str, src: Path) -> dict[str, int]:
