@@ -158,7 +158,9 @@ class CapacityMeter:
             writes = self._writes(op, params)
             self.local.pending = [(key, tx, self._get(key)) for key, tx in writes]
         elif service == "dynamodb" and op in _READ_OPS:
-            self.local.consistent = bool(params.get("ConsistentRead"))
+            # BatchGetItem says it per table, inside RequestItems.
+            per_table = [t.get("ConsistentRead") for t in params.get("RequestItems", {}).values()]
+            self.local.consistent = bool(params.get("ConsistentRead") or any(per_table))
 
     def after(self, service: str, op: str, parsed: dict[str, Any]) -> None:
         if service != "dynamodb":
@@ -178,8 +180,12 @@ class CapacityMeter:
                 self.wru[op] += table
                 self.gsi_wru[op] += gsi
         elif op in _READ_OPS:
-            items = parsed.get("Items") or ([parsed["Item"]] if parsed.get("Item") else [])
-            units = max(1, math.ceil(sum(item_size(i) for i in items) / 4096))
+            if op == "BatchGetItem":  # each item is its own read, rounded up to 4 KB
+                items = [i for found in parsed.get("Responses", {}).values() for i in found]
+                units = sum(max(1, math.ceil(item_size(i) / 4096)) for i in items) or 1
+            else:
+                items = parsed.get("Items") or ([parsed["Item"]] if parsed.get("Item") else [])
+                units = max(1, math.ceil(sum(item_size(i) for i in items) / 4096))
             with self.lock:
                 self.rru[op] += units * (1.0 if getattr(self.local, "consistent", False) else 0.5)
 
