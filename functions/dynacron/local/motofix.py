@@ -1,7 +1,7 @@
 """Fixes to moto's cost, never to what it answers, so a moto server keeps up with thousands of runs.
 
 Applied by ``patch_moto()`` in the server process of ``dynacron local`` (``local.server``), in
-the moto server of the integration and reliability tests (``tests/helpers/moto_server.py``) and
+the moto server of the integration and reliability tests (``tests/helpers/backends.py``) and
 in the benchmarks; unit tests (in-process ``mock_aws``) run stock moto.
 ``tests/integration/test_local_server.py`` sends the same requests to a patched and a stock
 server and compares the answers. Each fix was found with py-spy on a busy ``dynacron local``:
