@@ -62,12 +62,8 @@ def backend(kind: str) -> Iterator[str]:
     if kind == "moto":
         from dynacron.local.server import ServerProcess
 
-        server = ServerProcess()
-        server.start()
-        try:
+        with ServerProcess() as server:
             yield server.endpoint_url
-        finally:
-            server.stop()
         return
     port = free_port()
     url = f"http://127.0.0.1:{port}"

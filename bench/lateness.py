@@ -65,7 +65,7 @@ def measure(n: int, span_s: float, seed: int = 7, lead_s: float = 10.0, drain_s:
         offsets = sorted(rng.uniform(0, span_s) for _ in range(n))
         t0 = datetime.now(UTC) + timedelta(seconds=lead_s)
         items = rows_like_sdk(settings, [t0 + timedelta(seconds=o) for o in offsets])
-        server_pid = rt.server._proc.pid
+        server_pid = rt.server.pid
         cpu0 = (_cpu_s(server_pid), time.process_time())
         c0 = time.monotonic()
         write_items(rt.dynamodb, settings.table_name, items, threads=4)

@@ -131,12 +131,8 @@ def _script(endpoint: str) -> list[Any]:
 
 @pytest.fixture
 def patched() -> Iterator[str]:
-    server = ServerProcess()
-    server.start()
-    try:
+    with ServerProcess() as server:
         yield server.endpoint_url
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -174,7 +170,7 @@ def test_a_taken_port_is_a_clear_error() -> None:
 
 def test_the_server_exits_when_its_parent_is_killed() -> None:
     code = ("from dynacron.local.server import ServerProcess; s = ServerProcess(); s.start(); "
-            "print(s._proc.pid, flush=True); import time; time.sleep(600)")
+            "print(s.pid, flush=True); import time; time.sleep(600)")
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert parent.stdout is not None

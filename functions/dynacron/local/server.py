@@ -53,23 +53,21 @@ def check_port(host: str, port: int) -> None:
 
 
 class _Serialize:
-    """WSGI middleware: one request at a time (DynamoDB only, or every service)."""
+    """WSGI middleware: DynamoDB requests one at a time, straight to moto's handler; other
+    services through moto's app, one at a time too if ``serialize_all``."""
 
-    def __init__(self, app: Callable[..., Iterable[bytes]], dynamodb_only: bool = True) -> None:
+    def __init__(self, app: Callable[..., Iterable[bytes]], serialize_all: bool = False) -> None:
         self.app = app
-        self.dynamodb_only = dynamodb_only
+        self.serialize_all = serialize_all
         self.lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if self.dynamodb_only and not environ.get("HTTP_X_AMZ_TARGET", "").startswith(
-            "DynamoDB_"
-        ):
+        dynamodb = environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_")
+        if not dynamodb and not self.serialize_all:
             return self.app(environ, start_response)
         with self.lock:
             # moto builds the whole body inside the call; materialize it under the lock.
-            if self.dynamodb_only:
-                return list(_dynamodb(environ, start_response))
-            return list(self.app(environ, start_response))
+            return list((_dynamodb if dynamodb else self.app)(environ, start_response))
 
 
 def _dynamodb(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -124,8 +122,7 @@ class LocalMotoServer(ThreadedMotoServer):
             def log_request(self, *args: Any, **kwargs: Any) -> None:
                 pass  # one formatted line per request otherwise, even when not shown
 
-        app = _Serialize(DomainDispatcherApplication(create_backend_app),
-                         dynamodb_only=not self._serialize_all)
+        app = _Serialize(DomainDispatcherApplication(create_backend_app), self._serialize_all)
         try:
             self._server = make_server(
                 self._ip_address, self._port, app, True, request_handler=QuietHandler
@@ -159,7 +156,8 @@ START_TIMEOUT_S = 60.0
 
 
 class ServerProcess:
-    """``LocalMotoServer`` in a child interpreter: ``start()``, ``endpoint_url``, ``stop()``."""
+    """``LocalMotoServer`` in a child interpreter: ``start()``, ``endpoint_url``, ``stop()``,
+    or ``with ServerProcess() as server:``."""
 
     def __init__(self, ip_address: str = "127.0.0.1", port: int = 0) -> None:
         self.host = ip_address
@@ -184,9 +182,21 @@ class ServerProcess:
             raise RuntimeError(f"the local moto server did not start: {message}")
         self._port = int(ready[len(READY_PREFIX):])
 
+    def __enter__(self) -> ServerProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     @property
     def port(self) -> int:
         return self._port
+
+    @property
+    def pid(self) -> int | None:
+        """The server process's id while it runs (for CPU accounting and tests)."""
+        return None if self._proc is None else self._proc.pid
 
     @property
     def endpoint_url(self) -> str:
