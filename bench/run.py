@@ -232,20 +232,17 @@ def lateness(cfg: dict[str, Any], png: str) -> dict[str, Any]:
 
     series = []
     out: dict[str, Any] = {}
-    if cfg.get("half_runs"):
-        half, half_ms = lt.run(cfg["half_runs"], cfg["lateness_span_s"], drain_s=10)
-        out.update({k.replace("lateness_", "lateness_half_", 1): v for k, v in half.items()})
-        series.append((f"dynacron local, half the rate: {cfg['half_runs']} runs due over "
-                       f"{cfg['lateness_span_s']:g} s", half_ms, half))
-        log(f"  half: p50 {half.get('lateness_p50_ms')} ms, p99 "
-            f"{half.get('lateness_p99_ms')} ms")
-    if cfg["light_runs"]:
-        light, light_ms = lt.run(cfg["light_runs"], cfg["light_span_s"], drain_s=10)
-        out.update({k.replace("lateness_", "lateness_light_", 1): v for k, v in light.items()})
-        series.append((f"dynacron local, light load: {cfg['light_runs']} runs due over "
-                       f"{cfg['light_span_s']:g} s", light_ms, light))
-        log(f"  light: p50 {light.get('lateness_p50_ms')} ms, p99 "
-            f"{light.get('lateness_p99_ms')} ms")
+    comparisons = (("half", "half the rate", cfg.get("half_runs"), cfg["lateness_span_s"]),
+                   ("light", "light load", cfg["light_runs"], cfg["light_span_s"]))
+    for key, label, runs, span_s in comparisons:
+        if not runs:
+            continue
+        figures, ms = lt.run(runs, span_s, drain_s=10)
+        out.update({k.replace("lateness_", f"lateness_{key}_", 1): v for k, v in figures.items()})
+        series.append((f"dynacron local, {label}: {runs} runs due over {span_s:g} s", ms,
+                       figures))
+        log(f"  {key}: p50 {figures.get('lateness_p50_ms')} ms, p99 "
+            f"{figures.get('lateness_p99_ms')} ms")
     heavy, heavy_ms = lt.run(cfg["lateness_runs"], cfg["lateness_span_s"],
                              drain_s=cfg["lateness_drain_s"])
     out.update(heavy)

@@ -125,15 +125,22 @@ def _patch_query() -> None:
             return [item for partition in self.items.values() for item in partition.values()]
         return list(self.items.values())
 
-    def unsorted_query(self: Any, *args: Any, **kwargs: Any) -> Any:
-        local.querying = True
-        try:
-            return query(self, *args, **kwargs)
-        finally:
-            local.querying = False
-
     Table.all_items = items
-    Table.query = unsorted_query
+    Table.query = _flagged(local, "querying", query)
+
+
+def _flagged(local: threading.local, flag: str, method: Any) -> Any:
+    """``method`` with ``local.<flag>`` set while it runs: how a patched helper knows which
+    moto call it is answering for."""
+
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        setattr(local, flag, True)
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            setattr(local, flag, False)
+
+    return wrapper
 
 
 def _patch_update_parse() -> None:
@@ -181,13 +188,6 @@ def _patch_sqs() -> None:
         flag = str(value).lower() if isinstance(value, bool) else value
         return {"ContentBasedDeduplication": flag}
 
-    def sending(self: Any, *args: Any, **kwargs: Any) -> Any:
-        local.sending = True
-        try:
-            return send_message(self, *args, **kwargs)
-        finally:
-            local.sending = False
-
     def retained(self: Any, queue_name: str, message: Any) -> bool:
         period = int(self.get_queue(queue_name).message_retention_period)
         return period + message.sent_timestamp / 1000 > unix_time()
@@ -198,7 +198,7 @@ def _patch_sqs() -> None:
 
     sqs_models.Queue.attributes = property(attributes)
     sqs_models.Queue.messages = property(messages)
-    sqs_models.SQSBackend.send_message = sending
+    sqs_models.SQSBackend.send_message = _flagged(local, "sending", send_message)
     sqs_models.SQSBackend.is_message_valid_based_on_retention_period = retained
     # The same instant as moto's datetime-based clock, without a datetime per reading.
     sqs_models.unix_time = lambda dt=None: time.time() if dt is None else unix_time(dt)
