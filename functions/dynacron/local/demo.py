@@ -243,7 +243,9 @@ def plan(now: datetime, duration: float, stretch: bool) -> tuple[list[DemoTask],
         DemoTask(
             "demo-report",
             "report",
-            Cron("* * * * *", end_at=minute),
+            # start_at: created at hh:mm:59.x (the demo's own start), the task must not also
+            # fire on the boundary just before t0; one fire, at `minute`, whenever it is created.
+            Cron("* * * * *", start_at=minute - timedelta(seconds=1), end_at=minute),
             f"cron * * * * * ({_hms(minute)})",
             _succeeded_once if cron_in_demo else _cron_after_demo(minute),
             {"name": "minutely-usage"},
