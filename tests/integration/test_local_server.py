@@ -49,7 +49,7 @@ def _call(fn: Callable[..., Any], **kwargs: Any) -> Any:
     try:
         return _strip(fn(**kwargs))
     except ClientError as exc:
-        return {"error": exc.response["Error"]["Code"],
+        return {"error": exc.response["Error"]["Code"], "message": exc.response["Error"]["Message"],
                 "reasons": [r.get("Code") for r in exc.response.get("CancellationReasons", [])]}
 
 
@@ -93,6 +93,7 @@ def _script(endpoint: str) -> list[Any]:
               "ReturnValues": "ALL_NEW"}
     out.append(_call(ddb.update_item, **update))
     out.append(_call(ddb.update_item, **update))  # the condition fails now
+    out.extend(_updates(ddb, table))
     # A transaction whose second condition fails: the first write must not survive it.
     out.append(_call(ddb.transact_write_items, TransactItems=[
         {"Put": {"TableName": table, "Item": _item("t1", "1001-s", 1, 1, "queued")}},
@@ -126,6 +127,34 @@ def _script(endpoint: str) -> list[Any]:
                                      "ApproximateNumberOfMessages", "MessageRetentionPeriod"]))
     out.append(_call(sqs.delete_message_batch, QueueUrl=res.queue_url, Entries=[
         {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)]))
+    return out
+
+
+def _updates(ddb: Any, table: str) -> list[Any]:
+    """Update expressions, valid and not, each twice: a check that passed for one request must
+    still run for the next one whose names or expression differ (motofix remembers passes)."""
+    key = {"pk": {"S": "T#t4"}, "sk": {"S": "RUN#1004-s"}}
+    one = {":q": {"S": "queued"}, ":one": {"N": "1"}}
+    cases = [
+        ("SET #st = :q", {"#st": "status"}, {":q": one[":q"]}),
+        ("SET #st = :q", {"#st": "pk"}, {":q": one[":q"]}),  # same text, now a key attribute
+        ("SET #st = :q, #st = :q", {"#st": "status"}, {":q": one[":q"]}),
+        ("SET #a = if_not_exists(#a, :one) + :one ADD #v :one REMOVE #d", {
+            "#a": "attempt", "#v": "version", "#d": "due_at"}, {":one": one[":one"]}),
+        ("SET #l = list_append(if_not_exists(#l, :e), :l), #m.#k = :q",
+         {"#l": "log", "#m": "meta", "#k": "k"},
+         {":e": {"L": []}, ":l": {"L": [{"S": "x"}]}, ":q": one[":q"]}),
+        ("SET #m = :m", {"#m": "meta"}, {":m": {"M": {"k": {"S": "v"}}}}),
+        ("SET #m.#k = :q", {"#m": "meta", "#k": "k"}, {":q": one[":q"]}),
+        ("SET #st = :q", {"#st": "status"}, {":q": {"S": ""}}),
+        ("SET #st = :missing", {"#st": "status"}, {":q": one[":q"]}),
+    ]
+    out = []
+    for expr, names, values in cases:
+        for _ in range(2):
+            out.append(_call(ddb.update_item, TableName=table, Key=key, UpdateExpression=expr,
+                             ExpressionAttributeNames=names, ExpressionAttributeValues=values,
+                             ReturnValues="ALL_NEW"))
     return out
 
 

@@ -21,9 +21,9 @@ and moto's SQS does a linear scan of the queue on every ReceiveMessage, so a sho
 keeps the queue shallow and receives cheap. The ticks fall at 0.2 s past the second: a run due
 on a whole second (every cron fire, and At/Every times the SDK anchors on whole seconds) is sent
 shortly after, with whole-second ``DelaySeconds``, so it becomes visible most of a second
-early; that absorbs moto's long-poll lag (a long poll rechecks delayed messages only once a
-second; the worker threads are staggered so that together they look every quarter second) and
-the worker's reads of the run and task, and the worker then waits for the exact instant.
+early; that absorbs the worker's reads of the run and task, and the worker then waits for the
+exact instant. (A long poll returns a delayed message as soon as it comes due, as SQS does:
+``motofix`` fix 7; stock moto rechecks only once a second.)
 Leases are 30 s instead of 300 s, so a run whose claim or attempt was lost comes back quickly.
 
 Once ready it prints one line on stdout, ``export AWS_ENDPOINT_URL=... DYNACRON_TABLE=...
@@ -227,7 +227,7 @@ class LocalRuntime:
         self._warm_up()
         self._spawn(self._poll_loop, "dynacron-local-poller")
         for i in range(self.workers):
-            self._spawn(self._worker_loop, f"dynacron-local-worker-{i}", i)
+            self._spawn(self._worker_loop, f"dynacron-local-worker-{i}")
 
     def _warm_up(self) -> None:
         """Pay the first-call costs (imports, connection pools) before the first run is due."""
@@ -322,13 +322,9 @@ class LocalRuntime:
 
     # --- the worker (Lambda's SQS event source) --------------------------------------------------
 
-    def _worker_loop(self, index: int = 0) -> None:
+    def _worker_loop(self) -> None:
         assert self.settings is not None
         queue_url = self.settings.queue_url
-        # Staggered long polls: moto notices a delayed message turning visible only when a
-        # poll (re)scans the queue, which each poll does when it starts and after 1 s.
-        if self._stop_recv.wait(index * RECEIVE_WAIT_S / self.workers):
-            return
         while not self._stop_recv.is_set():
             try:
                 got = self.sqs.receive_message(
