@@ -171,9 +171,44 @@ def _patch_update_parse() -> None:
     ConditionExpressionParser._lex_condition_expression = lambda self: deque(
         tokens(self.condition_expression)
     )
+    _patch_condition_parse(ConditionExpressionParser)
     validators.deepcopy = _copy_tree
     _patch_traverser()
     _patch_structure_checks(validators.UpdateExpressionValidator)
+
+
+def _patch_condition_parse(parser_class: Any) -> None:
+    """One parse per condition: moto's request layer parses a ConditionExpression to check the
+    names and values it uses, then its backend parses the same text again to evaluate it. The
+    parse is a function of the text, names and values, and evaluating its tree changes nothing;
+    the last few parses are kept (DynamoDB requests reach moto one at a time, see server.py)."""
+    parse = parser_class.parse
+    recent: dict[tuple[Any, ...], tuple[Any, tuple[str, ...], tuple[str, ...]]] = {}
+
+    def cached_parse(self: Any) -> Any:
+        try:
+            key = (
+                self.condition_expression,
+                json.dumps(self.expression_attribute_names, sort_keys=True),
+                json.dumps(self.expression_attribute_values, sort_keys=True),
+            )
+        except (TypeError, ValueError):
+            return parse(self)
+        hit = recent.get(key)
+        if hit is None:
+            op = parse(self)  # raises for a bad expression: nothing is kept
+            if len(recent) >= 16:
+                recent.clear()
+            hit = recent[key] = (
+                op, tuple(self.expr_attr_names_found), tuple(self.expr_attr_values_found)
+            )
+            return op
+        op, names, values = hit
+        self.expr_attr_names_found.extend(names)
+        self.expr_attr_values_found.extend(values)
+        return op
+
+    parser_class.parse = cached_parse
 
 
 def _copy_tree(node: Any, memo: Any = None) -> Any:
