@@ -1,4 +1,4 @@
-"""Fixes to moto's cost, never to what it answers, so a moto server keeps up with thousands of runs.
+"""Fixes to moto's cost (and to one delay), never to what it answers: thousands of runs a minute.
 
 Applied by ``patch_moto()`` in the server process of ``dynacron local`` (``local.server``), in
 the moto server of the integration and reliability tests (``tests/helpers/backends.py``) and
