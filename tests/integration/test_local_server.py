@@ -141,9 +141,9 @@ def _updates(ddb: Any, table: str) -> list[Any]:
         ("SET #st = :q, #st = :q", {"#st": "status"}, {":q": one[":q"]}),
         ("SET #a = if_not_exists(#a, :one) + :one ADD #v :one REMOVE #d", {
             "#a": "attempt", "#v": "version", "#d": "due_at"}, {":one": one[":one"]}),
-        ("SET #l = list_append(if_not_exists(#l, :e), :l), #m.#k = :q",
-         {"#l": "log", "#m": "meta", "#k": "k"},
-         {":e": {"L": []}, ":l": {"L": [{"S": "x"}]}, ":q": one[":q"]}),
+        ("SET #m.#k = :q", {"#m": "meta", "#k": "k"}, {":q": one[":q"]}),  # no map yet
+        ("SET #l = list_append(if_not_exists(#l, :e), :l)", {"#l": "log"},
+         {":e": {"L": []}, ":l": {"L": [{"S": "x"}]}}),
         ("SET #m = :m", {"#m": "meta"}, {":m": {"M": {"k": {"S": "v"}}}}),
         ("SET #m.#k = :q", {"#m": "meta", "#k": "k"}, {":q": one[":q"]}),
         ("SET #st = :q", {"#st": "status"}, {":q": {"S": ""}}),
