@@ -76,8 +76,8 @@ class SkewedClock:
         self._base.sleep(seconds)
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_US = timedelta(microseconds=1)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
 
 
 def to_ms(when: datetime) -> int:
@@ -86,10 +86,13 @@ def to_ms(when: datetime) -> int:
     ``round(timestamp * 1000)`` rounds .5 ms to even, so a run key and its trigger's instant
     could differ by 1 ms, and the poller would take the trigger's instant for a later
     occurrence.)"""
-    return ((when - _EPOCH) // _US + 500) // 1000
+    return ((when - EPOCH) // MICROSECOND + 500) // 1000
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    """The aware UTC instant of epoch milliseconds, exactly (no float on the way)."""
+    return EPOCH + timedelta(milliseconds=int(ms))
 
 
 def from_ms(ms: int | float | None) -> datetime | None:
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
+    return None if ms is None else ms_to_datetime(int(ms))

@@ -57,6 +57,9 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .clock import EPOCH as _EPOCH
+from .clock import MICROSECOND as _US
+from .clock import ms_to_datetime as _from_ms
 from .clock import to_ms
 from .errors import ValidationError
 from .types import MIN_INTERVAL_SECONDS, to_seconds
@@ -76,9 +79,7 @@ MAX_CRON_EXPR_LENGTH = 200
 #: Longest accepted Every interval.
 MAX_INTERVAL_SECONDS = 366 * 86400.0
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
-_US = timedelta(microseconds=1)
 _CRON_ALIASES = frozenset(
     {"@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually"}
 )
@@ -92,10 +93,6 @@ _MAX_CRON_STEPS = 5000
 
 
 _ms_of = to_ms  # exact epoch milliseconds, rounded half up: the same rounding as the store
-
-
-def _from_ms(ms: int) -> datetime:
-    return _EPOCH + timedelta(milliseconds=ms)
 
 
 def _aware(value: Any, field: str) -> datetime:
