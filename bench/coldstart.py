@@ -41,6 +41,16 @@ def _sample(mod: str, src: Path | None) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def _medians(plan: dict[str, tuple[str, Path | None]], repeats: int) -> dict[str, float]:
+    """Median import ms per name of ``plan`` (name -> (module, source dir)); every round
+    samples every name once, so the machine's noise hits them alike."""
+    samples: dict[str, list[float]] = {name: [] for name in plan}
+    for _ in range(repeats):
+        for name, (mod, src) in plan.items():
+            samples[name].append(_sample(mod, src))
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
 BUILT = ROOT / ".aws-sam" / "build"
 
 
@@ -54,20 +64,14 @@ def run_package(repeats: int = 10) -> dict[str, Any]:
         return {"import_package": "not built (make build): figures from the source tree"}
     tmp = Path(tempfile.mkdtemp(prefix="dynacron-package-"))
     try:
-        src: dict[str, Path] = {}
+        plan: dict[str, tuple[str, Path | None]] = {"boto3": ("boto3", None)}
         for key, d in dirs.items():
-            src[key] = tmp / key
-            shutil.copytree(d, src[key], ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        names = ("boto3", "poller", "worker", "poller_src", "worker_src")
-        samples: dict[str, list[float]] = {k: [] for k in names}
-        for _ in range(repeats):
-            samples["boto3"].append(_sample("boto3", None))
-            for key, d in dirs.items():
-                samples[key].append(_sample(TARGETS[key], d))
-                samples[f"{key}_src"].append(_sample(TARGETS[key], src[key]))
+            shutil.copytree(d, tmp / key, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            plan[key] = (TARGETS[key], d)
+            plan[f"{key}_src"] = (TARGETS[key], tmp / key)
+        med = _medians(plan, repeats)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    med = {k: statistics.median(v) for k, v in samples.items()}
     out: dict[str, Any] = {"import_package": "make build (sam build + bytecode)",
                            "import_ms_boto3_runtime": round(med["boto3"], 1)}
     for key in dirs:
@@ -106,14 +110,11 @@ def run(repeats: int = 10) -> dict[str, Any]:
         withpyc = tmp / "src_pyc"
         shutil.copytree(nopyc, withpyc)
         compileall.compile_dir(str(withpyc), quiet=1)
-        samples: dict[str, list[float]] = {k: [] for k in TARGETS}
-        samples_pyc: dict[str, list[float]] = {k: [] for k in TARGETS}
-        for _ in range(repeats):
-            for key, mod in TARGETS.items():
-                samples[key].append(_sample(mod, nopyc))
-                samples_pyc[key].append(_sample(mod, withpyc))
-        med = {k: statistics.median(v) for k, v in samples.items()}
-        med_pyc = {k: statistics.median(v) for k, v in samples_pyc.items()}
+        plan: dict[str, tuple[str, Path | None]] = {}
+        for key, mod in TARGETS.items():
+            plan[key] = (mod, nopyc)
+            plan[f"{key}_pyc"] = (mod, withpyc)
+        med = _medians(plan, repeats)
         base = _importtime("boto3", nopyc)
         extra: dict[str, dict[str, float]] = {}
         for key in ("poller", "worker"):
@@ -129,8 +130,8 @@ def run(repeats: int = 10) -> dict[str, Any]:
         "import_ms_worker": round(med["worker"], 1),
         "import_ratio_poller": round(med["poller"] / med["boto3"], 3),
         "import_ratio_worker": round(med["worker"] / med["boto3"], 3),
-        "import_ratio_poller_pyc": round(med_pyc["poller"] / med_pyc["boto3"], 3),
-        "import_ratio_worker_pyc": round(med_pyc["worker"] / med_pyc["boto3"], 3),
+        "import_ratio_poller_pyc": round(med["poller_pyc"] / med["boto3_pyc"], 3),
+        "import_ratio_worker_pyc": round(med["worker_pyc"] / med["boto3_pyc"], 3),
         "import_repeats": repeats,
         "import_extra_ms_by_package": extra,
     }
