@@ -23,6 +23,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
+from dynacron.local import server as server_module
 from dynacron.local.provision import find_template, load_template, provision
 from dynacron.local.server import PortInUse, ServerProcess
 
@@ -193,6 +194,20 @@ def test_a_taken_port_is_a_clear_error() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
+        with pytest.raises(PortInUse, match=str(port)):
+            ServerProcess(port=port).start()
+
+
+def test_a_port_taken_after_the_parents_check_is_the_same_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        # The parent's early check passes (as if the port were taken a moment later): the
+        # child's bind fails, and its exit status, not its wording, makes it a PortInUse.
+        monkeypatch.setattr(server_module, "check_port", lambda host, port: None)
         with pytest.raises(PortInUse, match=str(port)):
             ServerProcess(port=port).start()
 

@@ -152,6 +152,7 @@ class LocalMotoServer(ThreadedMotoServer):
 
 
 READY_PREFIX = "dynacron-local-server ready "
+EXIT_PORT_IN_USE = 3  # the child's exit status when its port is taken
 START_TIMEOUT_S = 60.0
 
 
@@ -175,9 +176,10 @@ class ServerProcess:
         assert self._proc.stdout is not None
         ready = _read_line(self._proc.stdout, START_TIMEOUT_S)
         if not ready.startswith(READY_PREFIX):
+            code = _exit_code(self._proc)
             self.stop()
             message = ready.strip() or "exited before it was ready"
-            if "in use" in message or "not available" in message:
+            if code == EXIT_PORT_IN_USE:  # taken between check_port and the child's bind
                 raise PortInUse(errno.EADDRINUSE, message)
             raise RuntimeError(f"the local moto server did not start: {message}")
         self._port = int(ready[len(READY_PREFIX):])
@@ -215,6 +217,14 @@ class ServerProcess:
             proc.wait()
 
 
+def _exit_code(proc: subprocess.Popen[str], timeout_s: float = 5.0) -> int | None:
+    """The child's exit status once it has exited (None if it is still running)."""
+    try:
+        return proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        return None
+
+
 def _read_line(stream: Any, timeout_s: float) -> str:
     """One line from ``stream``, or "" after ``timeout_s`` (readline alone could block forever)."""
     box: list[str] = []
@@ -238,7 +248,7 @@ def serve(host: str, port: int, serialize_all: bool = False) -> None:
         server.start()
     except PortInUse as exc:
         print(f"port {port} on {host} is not available: {exc.strerror or exc}", flush=True)
-        sys.exit(1)
+        sys.exit(EXIT_PORT_IN_USE)
     print(f"{READY_PREFIX}{server.port}", flush=True)
     sys.stdin.read()  # returns at end of file: the parent stopped or died
     os._exit(0)  # request threads may be mid-response to a parent that is gone
