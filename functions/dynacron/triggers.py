@@ -92,9 +92,6 @@ _MAX_CRON_STEPS = 5000
 # --- time helpers ---------------------------------------------------------------------------
 
 
-_ms_of = to_ms  # exact epoch milliseconds, rounded half up: the same rounding as the store
-
-
 def _aware(value: Any, field: str) -> datetime:
     """Validate an aware datetime and normalise it to UTC at millisecond precision."""
     if not isinstance(value, datetime):
@@ -104,7 +101,7 @@ def _aware(value: Any, field: str) -> datetime:
             field, "must be timezone-aware (e.g. datetime(..., tzinfo=datetime.UTC)), got naive"
         )
     try:
-        return _from_ms(_ms_of(value))
+        return _from_ms(to_ms(value))
     except OverflowError:
         raise ValidationError(field, "is out of range") from None
 
@@ -241,7 +238,7 @@ class At(Trigger):
             )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": "at", "when": _ms_of(self.when)}
+        return {"type": "at", "when": to_ms(self.when)}
 
     def describe(self) -> str:
         return f"at {_fmt_time(self.when)}"
@@ -295,12 +292,12 @@ class Every(Trigger):
         after = _check_after(after)
         if self.start_at is None:
             raise ValueError("anchor first: Every without start_at has no fires (anchored(now))")
-        start_us = _ms_of(self.start_at) * 1000
+        start_us = to_ms(self.start_at) * 1000
         step_ms = self.interval_ms
         after_us = (after - _EPOCH) // _US
         k = 0 if after_us < start_us else (after_us - start_us) // (step_ms * 1000) + 1
         fire_ms = start_us // 1000 + k * step_ms
-        if self.end_at is not None and fire_ms > _ms_of(self.end_at):
+        if self.end_at is not None and fire_ms > to_ms(self.end_at):
             return None
         try:
             return _from_ms(fire_ms)
@@ -320,9 +317,9 @@ def _with_window(
 ) -> dict[str, Any]:
     """``data`` plus the stored form of a recurring trigger's window (absent bounds left out)."""
     if start_at is not None:
-        data["start_at"] = _ms_of(start_at)
+        data["start_at"] = to_ms(start_at)
     if end_at is not None:
-        data["end_at"] = _ms_of(end_at)
+        data["end_at"] = to_ms(end_at)
     return data
 
 
