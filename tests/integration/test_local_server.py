@@ -189,27 +189,28 @@ def test_patched_server_answers_as_stock_moto(patched: str, stock: str) -> None:
     assert sum(1 for r in ours if isinstance(r, dict) and "LastEvaluatedKey" in r) >= 2
 
 
-def test_a_taken_port_is_a_clear_error() -> None:
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A loopback port something else is listening on."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        port = taken.getsockname()[1]
-        with pytest.raises(PortInUse, match=str(port)):
-            ServerProcess(port=port).start()
+        yield taken.getsockname()[1]
+
+
+def test_a_taken_port_is_a_clear_error(taken_port: int) -> None:
+    with pytest.raises(PortInUse, match=str(taken_port)):
+        ServerProcess(port=taken_port).start()
 
 
 def test_a_port_taken_after_the_parents_check_is_the_same_clear_error(
-    monkeypatch: pytest.MonkeyPatch,
+    taken_port: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen(1)
-        port = taken.getsockname()[1]
-        # The parent's early check passes (as if the port were taken a moment later): the
-        # child's bind fails, and its exit status, not its wording, makes it a PortInUse.
-        monkeypatch.setattr(server_module, "check_port", lambda host, port: None)
-        with pytest.raises(PortInUse, match=str(port)):
-            ServerProcess(port=port).start()
+    # The parent's early check passes (as if the port were taken a moment later): the child's
+    # bind fails, and its exit status, not its wording, makes it a PortInUse.
+    monkeypatch.setattr(server_module, "check_port", lambda host, port: None)
+    with pytest.raises(PortInUse, match=str(taken_port)):
+        ServerProcess(port=taken_port).start()
 
 
 def test_the_server_exits_when_its_parent_is_killed() -> None:
