@@ -67,7 +67,7 @@ def patch_moto() -> None:
         return
     _patch_transactions()
     _patch_query()
-    _patch_update_parse()
+    _patch_expressions()
     _patch_dynamodb_json()
     _patch_sqs()
     _patch_routing()
@@ -153,7 +153,8 @@ def _flagged(local: threading.local, flag: str, method: Any) -> Any:
     return wrapper
 
 
-def _patch_update_parse() -> None:
+def _patch_expressions() -> None:
+    """Fix 5: expressions parsed, lexed and structurally checked once (see the module doc)."""
     from collections import deque
 
     from moto.dynamodb.comparisons import ConditionExpressionParser
@@ -277,6 +278,19 @@ def _patch_traverser() -> None:
     DepthFirstTraverser.traverse_node_recursively = traverse_node_recursively
 
 
+_NOT_A_NODE = object()
+_UNPROCESSED = object()
+
+
+def _processor_entry(processing: list[tuple[type, Any]], cls: type, node_type: type) -> Any:
+    if not issubclass(cls, node_type):
+        return _NOT_A_NODE
+    for class_key, processor in processing:
+        if issubclass(cls, class_key):
+            return processor
+    return _UNPROCESSED
+
+
 # The first three passes of moto's UpdateExpressionValidator (clause counts, overlapping paths,
 # key attributes) read only the parsed expression, the attribute names and the table's key
 # attributes, and change nothing; combinations that passed them once are remembered here.
@@ -316,19 +330,6 @@ def _patch_structure_checks(validator_class: Any) -> None:
 
     validator_class.__init__ = __init__
     validator_class.validate = validate
-
-
-_NOT_A_NODE = object()
-_UNPROCESSED = object()
-
-
-def _processor_entry(processing: list[tuple[type, Any]], cls: type, node_type: type) -> Any:
-    if not issubclass(cls, node_type):
-        return _NOT_A_NODE
-    for class_key, processor in processing:
-        if issubclass(cls, class_key):
-            return processor
-    return _UNPROCESSED
 
 
 def _patch_dynamodb_json() -> None:
