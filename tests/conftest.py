@@ -17,9 +17,13 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "DynacronTest")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "dynacron-test")
 
-from dynacron.clock import FrozenClock
-from dynacron.local.provision import find_template, load_template, provision
-from dynacron.settings import Settings
+from helpers import awscalls
+
+awscalls.install()  # before any client exists: tests/unit/test_permissions.py reads what it saw
+
+from dynacron.clock import FrozenClock  # noqa: E402
+from dynacron.local.provision import find_template, load_template, provision  # noqa: E402
+from dynacron.settings import Settings  # noqa: E402
 
 T0 = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC)
 TEMPLATE = load_template(find_template())
@@ -146,3 +150,9 @@ def make_env(clock: FrozenClock, prefix: str = "test", shards: int = 4) -> Itera
 def env(clock: FrozenClock) -> Iterator[Env]:
     with make_env(clock) as e:
         yield e
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The permission check reads the calls every other test made: it runs last."""
+    last = [i for i in items if i.module.__name__.endswith("test_permissions")]
+    items[:] = [i for i in items if i not in last] + last

@@ -28,6 +28,7 @@ from typing import Any
 
 from pynamodb.exceptions import PynamoDBException, TransactWriteError, UpdateError
 
+from .aws import report_error
 from .clock import Clock, SystemClock, from_ms, to_ms
 from .errors import ValidationError
 from .registry import NAME_PATTERN
@@ -140,7 +141,10 @@ class Dispatcher:
         on_event: EventHook | None = None,
         concurrency: int = 8,
         page_size: int = 500,
+        logger: Any = None,
+        metrics: Any = None,
     ) -> None:
+        """``logger`` and ``metrics`` (Powertools-like) receive every AWS error at ERROR level."""
         self.store = store
         self.sqs = sqs
         self.settings = settings
@@ -148,6 +152,8 @@ class Dispatcher:
         self.on_event = on_event
         self.concurrency = max(1, concurrency)
         self.page_size = page_size
+        self.logger = logger
+        self.metrics = metrics
         self._triggers: dict[str, Any] = {}
 
     # --- the poller's entry point --------------------------------------------------------
@@ -182,7 +188,11 @@ class Dispatcher:
         rows: list[RunRow] = []
         last_key: dict[str, Any] | None = None
         while True:
-            page, last_key = self.store.due_page(shard, horizon_ms, last_key, self.page_size)
+            try:
+                page, last_key = self.store.due_page(shard, horizon_ms, last_key, self.page_size)
+            except Exception as exc:
+                report_error(exc, "query", self.logger, self.metrics, shard=shard)
+                raise
             report.add(pages=1)
             rows.extend(page)
             if not last_key:  # a missed page is a lost run: follow LastEvaluatedKey to the end
@@ -223,6 +233,7 @@ class Dispatcher:
             except PynamoDBException as exc:
                 # One bad row must never stop the tick; it stays due and is retried next time.
                 report.add(errors=1)
+                report_error(exc, "claim", self.logger, self.metrics, **_ids(current))
                 self._emit("error", current, error=str(exc)[:200])
                 return out
             if claimed is not None:
@@ -470,16 +481,41 @@ class Dispatcher:
             response = self.sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
         except Exception as exc:
             report.add(send_failed=len(items))
+            report_error(exc, "send", self.logger, self.metrics, count=len(items))
             self._emit("send_failed", items[0].row, error=str(exc)[:200], count=len(items))
             return
         failed = {f["Id"] for f in response.get("Failed", [])}
+        if failed:
+            self._report_failed_entries(response["Failed"], items)
         report.add(sent=len(items) - len(failed), send_failed=len(failed))
         for i, c in enumerate(items):
             self._emit("send_failed" if str(i) in failed else "sent", c.row)
 
+    def _report_failed_entries(self, failures: list[dict[str, Any]], items: list[_Claimed]) -> None:
+        """Entries SQS refused inside a successful SendMessageBatch: each is an AWS error too."""
+        for failure in failures:
+            row = items[int(failure["Id"])].row
+            if self.logger is not None:
+                self.logger.error(
+                    "AWS call failed",
+                    extra={
+                        "step": "send",
+                        "aws_error_code": failure.get("Code", "?"),
+                        "aws_operation": "SendMessageBatch",
+                        "sender_fault": failure.get("SenderFault"),
+                        **_ids(row),
+                    },
+                )
+            if self.metrics is not None:
+                self.metrics.add_metric(name="AwsErrors", unit="Count", value=1)
+
     def _emit(self, kind: str, row: RunRow, **info: Any) -> None:
         if self.on_event is not None:
             self.on_event(kind, {"task_id": row.task_id, "run_id": row.run_id, **info})
+
+
+def _ids(row: RunRow) -> dict[str, str]:
+    return {"task_id": row.task_id, "run_id": row.run_id}
 
 
 def delay_seconds(scheduled_ms: int, now_ms: int) -> int:

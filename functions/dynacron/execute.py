@@ -28,6 +28,7 @@ from typing import Any
 from pynamodb.exceptions import UpdateError
 
 from . import registry
+from .aws import report_error
 from .clock import Clock, SystemClock, from_ms, to_ms
 from .dispatch import Message, _clip, _is_condition_failure, send_dead_letter
 from .errors import HandlerTimeout, ValidationError
@@ -98,6 +99,21 @@ class Executor:
             msg = Message.parse(body)
         except ValidationError as exc:
             return self._undecodable(body, exc)
+        try:
+            return self._execute(msg, receipt_handle, queue_url, time_left)
+        except Exception as exc:
+            # The batch processor only logs a failed record at DEBUG: an operator must see it.
+            ids = {"task_id": msg.task_id, "run_id": msg.run_id}
+            report_error(exc, "execute", self.logger, self.metrics, **ids)
+            raise
+
+    def _execute(
+        self,
+        msg: Message,
+        receipt_handle: str | None,
+        queue_url: str | None,
+        time_left: Callable[[], float],
+    ) -> Result:
         run, task = self.store.get_run_and_task(msg.task_id, msg.run_id)
         if run is None:
             return self._orphan(msg)
@@ -368,7 +384,8 @@ class Executor:
                 VisibilityTimeout=max(0, min(43200, seconds)),
             )
         except Exception as exc:
-            self._log("warning", "could not change visibility", None, error=str(exc)[:200])
+            # The message comes back at its current visibility instead: later, never lost.
+            report_error(exc, "change_visibility", self.logger, self.metrics)
 
     def _metric(self, name: str, unit: str, value: float) -> None:
         if self.metrics is not None:

@@ -33,6 +33,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
+from .aws import is_loopback, loopback_credentials
 from .clock import from_ms
 from .settings import Settings
 from .types import MisfirePolicy, RetryPolicy, Run, RunStatus, Task, TaskStatus
@@ -41,7 +42,6 @@ TASK_SK = "TASK"
 _BATCH_GET_TRIES = 3  # UnprocessedKeys (throttling) before falling back to GetItem
 RUN_PREFIX = "RUN#"
 DUE_INDEX = "due-index"
-LOOPBACK_CREDENTIALS = ("testing", "testing")
 
 
 def task_pk(task_id: str) -> str:
@@ -152,30 +152,13 @@ def bind_models(settings: Settings) -> Models:
         "read_timeout_seconds": 10,
         "max_retry_attempts": settings.max_retries,
     }
-    if settings.endpoint_url and _is_loopback(settings.endpoint_url):
-        # A local endpoint (moto/ministack) accepts any credentials; a fresh machine has none.
-        meta_attrs["aws_access_key_id"], meta_attrs["aws_secret_access_key"] = _local_credentials()
+    if settings.endpoint_url and is_loopback(settings.endpoint_url):
+        meta_attrs.update(loopback_credentials())
     task_meta = type("Meta", (), dict(meta_attrs))
     run_meta = type("Meta", (), dict(meta_attrs))
     task_cls = type("TaskRow", (TaskRow,), {"Meta": task_meta, "__module__": __name__})
     run_cls = type("RunRow", (RunRow,), {"Meta": run_meta, "__module__": __name__})
     return Models(Task=task_cls, Run=run_cls)
-
-
-def _is_loopback(url: str) -> bool:
-    from urllib.parse import urlparse
-
-    host = urlparse(url).hostname or ""
-    return host in ("localhost", "::1") or host.startswith("127.")
-
-
-def _local_credentials() -> tuple[str, str]:
-    import os
-
-    return (
-        os.environ.get("AWS_ACCESS_KEY_ID") or LOOPBACK_CREDENTIALS[0],
-        os.environ.get("AWS_SECRET_ACCESS_KEY") or LOOPBACK_CREDENTIALS[1],
-    )
 
 
 class Store:

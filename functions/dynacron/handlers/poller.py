@@ -5,12 +5,13 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
 
 from ..dispatch import Dispatcher
 from ..settings import Settings
 
 logger = Logger(service="dynacron")
+metrics = Metrics(namespace="Dynacron", service="dynacron")
 
 
 @cache
@@ -19,9 +20,12 @@ def _dispatcher() -> Dispatcher:
     from ..store import Store
 
     settings = Settings.from_env()
-    return Dispatcher(Store(settings), sqs_client(settings), settings)
+    return Dispatcher(
+        Store(settings), sqs_client(settings), settings, logger=logger, metrics=metrics
+    )
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
     """Returns (and logs) how many runs it found, claimed, sent and left for the next tick."""

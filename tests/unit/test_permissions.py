@@ -1,0 +1,127 @@
+"""Each function's IAM statements in ``template.yaml`` against the calls its code really makes.
+
+``helpers.awscalls`` records, across the whole test run (unit, integration and reliability
+suites), every AWS call made inside the poller's and the worker's code paths, as the IAM action
+and resource that AWS would authorize. This module runs last (see ``tests/conftest.py``) and
+checks both ways: every recorded call is allowed by that function's statements (a call added
+without its permission fails here, as ``BatchGetItem`` did), and every statement is used by
+some call (so removing any statement fails the first check, and no unused permission ships).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dynacron.local.provision import load_template
+from helpers.awscalls import RECORDED, Grant
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+
+# Calls made with the worker's role by Lambda's SQS event source itself, not by our code: "The
+# Lambda execution role must include sqs:DeleteMessage, sqs:GetQueueAttributes,
+# sqs:ReceiveMessage" (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/
+# sqs-configure-lambda-function-trigger.html). The local runtime plays the event source.
+EVENT_SOURCE = {
+    Grant("WorkerFunction", f"sqs:{action}", "WorkQueue")
+    for action in ("ReceiveMessage", "DeleteMessage", "GetQueueAttributes")
+}
+
+
+def _resource(node: Any) -> str:
+    """A statement's resource as a pattern over logical ids: ``TasksTable``, ``TasksTable/*``."""
+    if isinstance(node, dict) and "Fn::GetAtt" in node:
+        name, attr = node["Fn::GetAtt"]
+        assert attr == "Arn", node
+        return name
+    if isinstance(node, dict) and "Fn::Sub" in node and isinstance(node["Fn::Sub"], str):
+        text = node["Fn::Sub"]
+        head, _, rest = text.partition(".Arn}")
+        assert head.startswith("${") and rest, node
+        return head[2:] + rest
+    raise AssertionError(f"a resource this check cannot read: {node!r}")
+
+
+def granted(template: dict[str, Any]) -> dict[str, list[tuple[str, str, int]]]:
+    """``{function: [(action, resource pattern, statement index), ...]}`` of Allow statements."""
+    out: dict[str, list[tuple[str, str, int]]] = {}
+    for name, res in template["Resources"].items():
+        if res["Type"] != "AWS::Serverless::Function":
+            continue
+        rows = out.setdefault(name, [])
+        for policy in res["Properties"].get("Policies", []):
+            for index, st in enumerate(policy["Statement"]):
+                assert st["Effect"] == "Allow", (name, st)
+                actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+                resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+                rows.extend((a, _resource(r), index) for a in actions for r in resources)
+    return out
+
+
+def allows(grants: Iterable[tuple[str, str, int]], call: Grant) -> bool:
+    return any(a == call.action and fnmatch.fnmatchcase(call.resource, r) for a, r, _ in grants)
+
+
+def missing(template: dict[str, Any], calls: Iterable[Grant]) -> list[Grant]:
+    table = granted(template)
+    return sorted(
+        (c for c in calls if not allows(table.get(c.function, []), c)),
+        key=lambda c: (c.function, c.action, c.resource),
+    )
+
+
+@pytest.fixture(scope="module")
+def calls(request: pytest.FixtureRequest) -> set[Grant]:
+    others = [i for i in request.session.items if "test_permissions" not in i.nodeid]
+    if not others:
+        pytest.skip("checks the calls the rest of the suite makes: run it with the other tests")
+    functions = {c.function for c in RECORDED}
+    assert functions == {"PollerFunction", "WorkerFunction"}, (
+        f"the suite recorded calls of {sorted(functions)} only: is helpers.awscalls installed?"
+    )
+    return RECORDED | EVENT_SOURCE
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template(TEMPLATE)
+
+
+def test_every_call_is_made_to_a_resource_of_the_stack(calls: set[Grant]) -> None:
+    unknown = sorted(c for c in calls if c.resource.startswith("?"))
+    assert not unknown, f"calls to resources the template does not declare: {unknown}"
+
+
+def test_every_call_is_granted(template: dict[str, Any], calls: set[Grant]) -> None:
+    assert not missing(template, calls), "calls the function's role does not allow"
+
+
+def test_every_statement_is_used(template: dict[str, Any], calls: set[Grant]) -> None:
+    unused = [
+        (fn, action, resource)
+        for fn, rows in granted(template).items()
+        for action, resource, _ in rows
+        if not any(
+            c.function == fn and c.action == action and fnmatch.fnmatchcase(c.resource, resource)
+            for c in calls
+        )
+    ]
+    assert not unused, f"permissions no recorded call uses (least privilege): {unused}"
+
+
+def test_removing_any_action_fails_the_check(template: dict[str, Any], calls: set[Grant]) -> None:
+    for fn, res in template["Resources"].items():
+        if res["Type"] != "AWS::Serverless::Function":
+            continue
+        statements = res["Properties"]["Policies"][0]["Statement"]
+        for st in statements:
+            for action in list(st["Action"]):
+                st["Action"].remove(action)
+                try:
+                    assert missing(template, calls), f"{fn} works without {action}"
+                finally:
+                    st["Action"].append(action)
