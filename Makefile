@@ -1,17 +1,21 @@
 # dynacron: `make demo` runs the whole system locally with a sample workload; `make test` runs
-# every check. Both set themselves up (a .venv for the project, .tools for aws-sam-cli, whose
-# pinned dependencies would clash with the project's own).
+# every check. Both set themselves up (a .venv for the project, .tools for aws-sam-cli and
+# .ministack for the emulated AWS the deploy test uses: both pin dependencies that would clash
+# with the project's own).
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 TOOLS  := .tools
 SAM    := $(TOOLS)/bin/sam
+MINI   := .ministack
+# The emulated AWS of the deploy test; aws-sam-translator lets its CloudFormation run SAM templates.
+MINISTACK_PKGS := 'ministack==1.5.33' 'aws-sam-translator>=1.90' 'boto3'
 BUILT  := .aws-sam/build
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install test lint unit template build demo bench clean
+.PHONY: install test lint unit template build deploy-test demo bench clean
 
 install: $(BIN)/.installed
 
@@ -25,6 +29,12 @@ $(SAM):
 	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/python -m pip install -q --upgrade pip
 	$(TOOLS)/bin/python -m pip install -q 'aws-sam-cli>=1.120,<2'
+
+$(MINI)/.installed: Makefile
+	test -x $(MINI)/bin/python || $(PYTHON) -m venv $(MINI)
+	$(MINI)/bin/python -m pip install -q --upgrade pip
+	$(MINI)/bin/python -m pip install -q $(MINISTACK_PKGS)
+	touch $@
 
 lint: install
 	$(BIN)/ruff check .
@@ -49,7 +59,11 @@ build: install $(SAM)
 unit: install
 	$(BIN)/python -m pytest
 
-test: lint template unit
+# sam deploy of a fresh build onto ministack with IAM enforced; the SDK and CLI drive the stack.
+deploy-test: build $(MINI)/.installed
+	$(BIN)/python -m pytest tests/deploy
+
+test: lint template unit deploy-test
 
 demo: install
 	$(BIN)/dynacron local --demo
@@ -58,4 +72,4 @@ bench: install build
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .aws-sam build *.egg-info functions/*.egg-info
+	rm -rf $(VENV) $(TOOLS) $(MINI) .aws-sam build *.egg-info functions/*.egg-info

@@ -1,0 +1,274 @@
+"""The shipping path: ``sam deploy`` of ``make build``'s output onto an emulated AWS account with
+IAM enforced (ministack, ``AUTH=true``), then the SDK and the CLI against the deployed stack.
+
+Every run below is claimed by the deployed poller (its EventBridge rule) and executed by the
+deployed worker (its SQS event source), each under its own execution role: runs are scheduled
+more than a poll period ahead, so the SDK's short-notice path does not dispatch them itself.
+Then the stack is updated with changed parameters and deleted. A second stack, deployed with two
+statements removed, shows that a permission error reaches the function's log at the default
+level. Run with ``make deploy-test`` (part of ``make test``); about four minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from stack import (
+    BUILT_TEMPLATE,
+    Emulator,
+    Stack,
+    deploy,
+    fix_event_source_concurrency,
+    grant_send_message_batch,
+    json_lines,
+    ministack,
+    sam,
+    wait_for,
+    without_actions,
+)
+
+from dynacron import At, Every, RetryPolicy, Run, Scheduler
+
+pytestmark = pytest.mark.deploy
+
+AHEAD = timedelta(seconds=75)  # > the 60 s poll period: only the deployed poller claims these
+CLI = Path(sys.executable).with_name("dynacron")  # the console script pip installed
+FINISHED = {"succeeded", "dead", "skipped", "expired"}
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[Emulator]:
+    with ministack() as emu, pytest.MonkeyPatch.context() as mp:
+        for key in [k for k in os.environ if k.startswith(("AWS_", "DYNACRON_"))]:
+            mp.delenv(key)
+        for key, value in emu.env().items():
+            mp.setenv(key, value)
+        yield emu
+
+
+@pytest.fixture(scope="module")
+def stack(emulator: Emulator) -> Iterator[Stack]:
+    deployed = deploy(emulator, "dynacron-it")
+    fix_event_source_concurrency(deployed, 10)
+    grant_send_message_batch(deployed)
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in deployed.settings_env().items():
+            mp.setenv(key, value)
+        yield deployed
+
+
+def scheduler(stack: Stack) -> Scheduler:
+    env = stack.settings_env()
+    return Scheduler(
+        table_name=env["DYNACRON_TABLE"],
+        queue_url=env["DYNACRON_QUEUE_URL"],
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region=env["AWS_REGION"],
+    )
+
+
+def cli(*args: str) -> str:
+    """The installed ``dynacron`` command, in an 80-column terminal, with the stack's exports."""
+    done = subprocess.run(
+        [str(CLI), *args], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "COLUMNS": "80"},
+    )
+    assert done.returncode == 0, (args, done.stdout, done.stderr)
+    return done.stdout
+
+
+def at_iso(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Workload:
+    base: datetime
+    runs: dict[str, list[Run]]
+    dlq: list[dict[str, Any]]
+    redriven: Run
+
+
+def finished_runs(s: Scheduler, task_id: str, count: int) -> list[Run] | None:
+    runs = s.runs(task_id)
+    done = [r for r in runs if r.status.value in FINISHED]
+    return runs if len(done) >= count else None
+
+
+@pytest.fixture(scope="module")
+def workload(stack: Stack) -> Workload:
+    s = scheduler(stack)
+    # Warm the worker (its first invocation is a cold start) through the SDK's short-notice path.
+    warm = s.schedule("send-email", {"to": "warm@example.com"}, trigger=At(datetime.now(UTC)))
+    wait_for("the warm-up run", lambda: finished_runs(s, warm.task_id, 1), 90)
+
+    base = (datetime.now(UTC) + AHEAD).replace(microsecond=0)
+    cli("schedule", "send-email", "--payload", '{"to":"a@b.c"}', "--at", at_iso(base),
+        "--task-id", "once")
+    s.schedule("report", {"name": "r"}, task_id="every",
+               trigger=Every(5, start_at=base, end_at=base + timedelta(seconds=15)))
+    fast = {"backoff_base": 1, "jitter": 0}
+    s.schedule("always-fails", {}, task_id="fails", trigger=At(base),
+               retry=RetryPolicy(max_attempts=2, **fast))
+    s.schedule("slow", {"seconds": 5}, task_id="timeout", trigger=At(base), timeout=1,
+               retry=RetryPolicy(max_attempts=1))
+    s.schedule("flaky", {"fail_attempts": 1}, task_id="flaky", trigger=At(base),
+               retry=RetryPolicy(max_attempts=3, **fast))
+    s.schedule("flaky", {"fail_attempts": 2}, task_id="redrive", trigger=At(base),
+               retry=RetryPolicy(max_attempts=2, **fast))
+    cli("schedule", "send-email", "--payload", "{}", "--at", at_iso(base), "--task-id", "paused")
+    cli("pause", "paused")
+    s.schedule("send-email", {}, task_id="cancelled", trigger=At(base))
+    s.cancel("cancelled")
+
+    expected = {"once": 1, "every": 4, "fails": 1, "timeout": 1, "flaky": 1, "redrive": 1}
+    until = (base - datetime.now(UTC)).total_seconds() + 90
+    runs = {
+        task: wait_for(f"{count} finished run(s) of {task}",
+                       lambda t=task, c=count: finished_runs(s, t, c), until)
+        for task, count in expected.items()
+    }
+    dlq = json.loads(cli("dlq", "list", "--json"))
+    dead = runs["redrive"][0]
+    cli("dlq", "redrive", "redrive", dead.run_id)
+    redriven = wait_for(
+        "the redriven run succeeds",
+        lambda: next((r for r in s.runs("redrive") if r.status.value == "succeeded"), None),
+        90,
+    )
+    runs["paused"], runs["cancelled"] = s.runs("paused"), s.runs("cancelled")
+    return Workload(base, runs, dlq, redriven)
+
+
+def test_a_one_time_run_starts_on_its_second(workload: Workload) -> None:
+    (run,) = workload.runs["once"]
+    assert run.status.value == "succeeded" and run.attempt == 1
+    assert run.scheduled_for == workload.base
+    assert run.lateness is not None
+    assert timedelta(0) <= run.lateness < timedelta(seconds=2), run.lateness
+
+
+def test_each_occurrence_of_an_interval_task_runs_once(workload: Workload) -> None:
+    runs = workload.runs["every"]
+    assert sorted(r.scheduled_for for r in runs) == [
+        workload.base + timedelta(seconds=k) for k in (0, 5, 10, 15)
+    ]
+    assert {(r.status.value, r.attempt) for r in runs} == {("succeeded", 1)}
+
+
+def test_a_failing_task_is_retried_then_dead_lettered_with_its_reason(workload: Workload) -> None:
+    (run,) = workload.runs["fails"]
+    assert (run.status.value, run.attempt) == ("dead", 2)
+    assert "422" in (run.error or "")
+    records = [m for m in workload.dlq if (m.get("task_id"), m.get("run_id")) == (
+        "fails", run.run_id)]
+    assert len(records) == 1, workload.dlq
+    assert records[0]["task_id"] == "fails" and "422" in json.dumps(records[0])
+
+
+def test_a_handler_that_overruns_its_timeout_fails(workload: Workload) -> None:
+    (run,) = workload.runs["timeout"]
+    assert run.status.value == "dead"
+    assert "timed out" in (run.error or "").lower() or "timeout" in (run.error or "").lower()
+
+
+def test_a_flaky_handler_succeeds_on_its_retry(workload: Workload) -> None:
+    (run,) = workload.runs["flaky"]
+    assert (run.status.value, run.attempt) == ("succeeded", 2)
+
+
+def test_paused_and_cancelled_tasks_do_not_run(workload: Workload) -> None:
+    for task in ("paused", "cancelled"):
+        assert all(r.started_at is None for r in workload.runs[task]), workload.runs[task]
+
+
+def test_dlq_redrive_gives_a_dead_run_new_attempts(workload: Workload) -> None:
+    run = workload.redriven
+    assert run.run_id == workload.runs["redrive"][0].run_id
+    assert (run.status.value, run.attempt) == ("succeeded", 3)
+
+
+def test_the_deployed_poller_claimed_the_runs(stack: Stack, workload: Workload) -> None:
+    lines = json_lines(stack.log_events("poller"))
+    polls = [e for e in lines if e.get("message") == "poll finished"]
+    assert sum(int(p.get("claimed", 0)) for p in polls) >= 9, polls
+
+
+def test_no_call_was_refused(stack: Stack, workload: Workload) -> None:
+    for which in ("poller", "worker"):
+        lines = stack.log_events(which)
+        assert lines, f"no log lines from the {which}"
+        refused = [ln for ln in lines if "AccessDenied" in ln or "not authorized" in ln]
+        assert not refused, refused[:5]
+
+
+# --- a permission error is seen -----------------------------------------------------------------
+
+
+def test_a_permission_error_reaches_the_log_at_the_default_level(emulator: Emulator) -> None:
+    broken_template = without_actions(
+        BUILT_TEMPLATE, ["dynamodb:BatchGetItem", "dynamodb:Query"], "template-broken.json"
+    )
+    broken = deploy(emulator, "dynacron-broken", broken_template)
+    fix_event_source_concurrency(broken, 10)
+    assert broken.function("WorkerFunction")["Environment"]["Variables"][
+        "POWERTOOLS_LOG_LEVEL"] == "INFO"
+    env = broken.settings_env()
+    s = Scheduler(table_name=env["DYNACRON_TABLE"], queue_url=env["DYNACRON_QUEUE_URL"],
+                  endpoint_url=env["AWS_ENDPOINT_URL"], region=env["AWS_REGION"])
+    s.schedule("send-email", {"to": "never-logged@example.com"}, trigger=At(datetime.now(UTC)))
+
+    def refused(which: str, operation: str) -> list[dict[str, Any]]:
+        return [
+            e for e in json_lines(broken.log_events(which))
+            if e.get("level") == "ERROR" and e.get("aws_operation") == operation
+            and "AccessDenied" in str(e.get("aws_error_code"))
+        ]
+
+    worker = wait_for("the worker logs its refused BatchGetItem", lambda: refused(
+        "worker", "BatchGetItem"), 90)
+    try:
+        poller = wait_for("the poller logs its refused Query", lambda: refused("poller", "Query"),
+                          90)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n" + "\n".join(broken.log_events("poller"))[-4000:]) from None
+    assert worker[0]["task_id"] and worker[0]["run_id"]
+    everything = "\n".join(broken.log_events("worker") + broken.log_events("poller"))
+    assert "never-logged@example.com" not in everything
+    assert poller[0]["step"] == "query"
+    sam(emulator, "delete", "--stack-name", broken.name, "--no-prompts", "--region", "us-east-1")
+
+
+# --- update and delete (last: they change the stack the tests above read) -----------------------
+
+
+def test_an_update_changes_the_functions_and_keeps_the_tasks(
+    emulator: Emulator, stack: Stack, workload: Workload
+) -> None:
+    updated = deploy(emulator, stack.name, BUILT_TEMPLATE, "LogLevel=DEBUG",
+                     "MaximumConcurrency=5")
+    cfn = emulator.client("cloudformation")
+    assert cfn.describe_stacks(StackName=stack.name)["Stacks"][0]["StackStatus"] == (
+        "UPDATE_COMPLETE")
+    variables = updated.function("WorkerFunction")["Environment"]["Variables"]
+    assert variables["POWERTOOLS_LOG_LEVEL"] == "DEBUG"
+    assert updated.outputs["TableName"] == stack.outputs["TableName"]
+    assert scheduler(updated).get("once").task_id == "once"
+
+
+def test_sam_delete_removes_the_stack_and_its_table(emulator: Emulator, stack: Stack) -> None:
+    sam(emulator, "delete", "--stack-name", stack.name, "--no-prompts", "--region", "us-east-1")
+    cfn, ddb = emulator.client("cloudformation"), emulator.client("dynamodb")
+    names = {s["StackName"] for s in cfn.list_stacks()["StackSummaries"]
+             if s["StackStatus"] != "DELETE_COMPLETE"}
+    assert stack.name not in names
+    assert stack.outputs["TableName"] not in ddb.list_tables()["TableNames"]
