@@ -209,9 +209,9 @@ def _request_once(
         addresses = resolve(host, port)
     if not addresses:
         raise Refused(f"{host} does not resolve")
-    policy.check_scheme(url, addresses)
     for ip in addresses:  # all of them: a name with one private address is refused
         policy.check_address(host, ip)
+    policy.check_scheme(url, addresses)
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise TimeoutError("timed out")
