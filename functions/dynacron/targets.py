@@ -168,10 +168,14 @@ class Sqs(Target):
         """The queue ARN when the URL is an AWS one (IAM names queues by ARN), else the URL."""
         url = urlparse(self.queue_url)
         _, account, name = url.path.split("/")
-        match = re.fullmatch(r"sqs\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?", url.hostname or "")
+        host = url.hostname or ""
+        match = re.fullmatch(
+            r"(?:sqs\.([a-z0-9-]+)|([a-z0-9-]+)\.queue)\.amazonaws\.com(\.cn)?", host
+        )
         if match:
-            partition = "aws-cn" if match.group(2) else "aws"
-            return f"arn:{partition}:sqs:{match.group(1)}:{account}:{name}"
+            partition = "aws-cn" if match.group(3) else "aws"
+            region = match.group(1) or match.group(2)
+            return f"arn:{partition}:sqs:{region}:{account}:{name}"
         return self.queue_url
 
 
@@ -728,8 +732,10 @@ def refusal(target: Target, settings: Any) -> str | None:
     resource = target.resource()
     if not allowed or resource is None or resource in allowed:
         return None
-    if isinstance(target, Lambda) and any(a.endswith(f":function:{resource}") for a in allowed):
-        return None  # a bare name of an allowed function
+    # A bare name of an allowed function or bus (IAM lists them by ARN).
+    suffix = {"lambda": f":function:{resource}", "eventbus": f":event-bus/{resource}"}
+    if target.kind in suffix and any(a.endswith(suffix[target.kind]) for a in allowed):
+        return None
     return (
         f"{target.kind} target {resource!r} is not in the allowed targets "
         "(template parameters Target*; DYNACRON_ALLOWED_TARGETS)"
