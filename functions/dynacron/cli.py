@@ -1150,7 +1150,10 @@ def local(
         from .targets import parse_local_lambdas
 
         joined = ",".join(filter(None, [os.environ.get("DYNACRON_LOCAL_LAMBDAS"), *lambdas]))
-        parse_local_lambdas(joined)  # a malformed entry fails here, before the server starts
+        try:  # a malformed entry fails here, before the server starts
+            parse_local_lambdas(joined)
+        except ConfigurationError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--lambda'") from None
         os.environ["DYNACRON_LOCAL_LAMBDAS"] = joined
 
     try:

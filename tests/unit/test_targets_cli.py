@@ -103,3 +103,9 @@ def test_a_bad_target_names_the_option(dc):
         "schedule", "--target", "https://e.com", "--method", "TRACE", "--at", _soon(), code=2
     )
     assert "--method" in result.stderr
+
+
+def test_local_refuses_a_malformed_lambda_mapping_before_starting(monkeypatch):
+    monkeypatch.delenv("DYNACRON_LOCAL_LAMBDAS", raising=False)
+    result = CliRunner().invoke(cli, ["local", "--lambda", "report-without-module"])
+    assert result.exit_code == 2 and "--lambda" in result.output
