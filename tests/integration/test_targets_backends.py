@@ -2,7 +2,8 @@
 
 Each target is invoked through ``TargetInvoker`` (the code the worker runs) with the endpoint
 of the server: success with the idempotency key arriving at the target, and dead for a missing
-resource. The executor's retry/dead handling is covered on in-process moto (unit tests).
+resource; Lambda on ministack only (it runs Python functions in a subprocess; moto needs
+Docker). The executor's retry/dead handling is covered on in-process moto (unit tests).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ AT = Attempt("task-1", "0000000000001-s", 1, "2026-03-02T12:00:00+00:00", KEY)
 
 @pytest.fixture(scope="module", params=["moto", "ministack"])
 def server(request) -> Iterator[Server]:
-    services = "sqs,sns,events,states,ssm"
+    services = "sqs,sns,events,states,ssm,lambda"
     srv = start_moto() if request.param == "moto" else start_ministack(services)
     try:
         yield srv
@@ -139,3 +140,45 @@ def test_state_machine_execution_named_by_the_key(aws, invoker, server):
 def test_secret_from_ssm(aws, invoker, server):
     aws["ssm"].put_parameter(Name=f"/hooks/{server.name}", Value="v", Type="SecureString")
     assert invoker.secret(f"ssm:/hooks/{server.name}") == "v"
+
+
+LAMBDA_SOURCE = """
+def handler(event, context):
+    if event.get("fail"):
+        raise ValueError("asked to fail")
+    return {"key": event["dynacron"]["idempotency_key"], "n": event["n"]}
+"""
+
+
+def test_lambda_invoke_error_and_missing(server, invoker):
+    """On ministack, which runs Python functions in a subprocess (moto needs Docker)."""
+    if server.name != "ministack":
+        pytest.skip("moto runs Lambda code only in Docker; dynacron local maps names instead")
+    import io
+    import zipfile
+
+    from dynacron.targets import Lambda
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("fn.py", LAMBDA_SOURCE)
+    client = boto3.client(
+        "lambda",
+        endpoint_url=server.url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    arn = client.create_function(
+        FunctionName="report",
+        Runtime="python3.11",
+        Role=f"arn:aws:iam::{ACCOUNT}:role/r",
+        Handler="fn.handler",
+        Code={"ZipFile": buf.getvalue()},
+    )["FunctionArn"]
+    ok = invoker.invoke(Lambda(arn), {"n": 6}, AT, 30)
+    assert ok.ok and ok.answer["response"] == {"key": KEY, "n": 6}, ok
+    failed = invoker.invoke(Lambda(arn), {"fail": True}, AT, 30)
+    assert not failed.ok and not failed.dead and "asked to fail" in failed.error
+    missing = invoker.invoke(Lambda("no-such-function"), {}, AT, 30)
+    assert missing.dead and "ResourceNotFound" in missing.error
