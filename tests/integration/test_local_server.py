@@ -28,25 +28,13 @@ from dynacron.local.provision import find_template, load_template, provision
 from dynacron.local.server import PortInUse, ServerProcess
 
 pytestmark = pytest.mark.integration
-VOLATILE = {
-    "ResponseMetadata",
-    "MessageId",
-    "ReceiptHandle",
-    "MD5OfMessageBody",
-    "SentTimestamp",
-    "ApproximateFirstReceiveTimestamp",
-    "SenderId",
-    "ConsumedCapacity",
-}
+VOLATILE = {"ResponseMetadata", "MessageId", "ReceiptHandle", "MD5OfMessageBody", "SentTimestamp",
+            "ApproximateFirstReceiveTimestamp", "SenderId", "ConsumedCapacity"}
 
 
 def _clients(endpoint: str) -> tuple[Any, Any]:
-    kw = {
-        "endpoint_url": endpoint,
-        "region_name": "us-east-1",
-        "aws_access_key_id": "x",
-        "aws_secret_access_key": "x",
-    }
+    kw = {"endpoint_url": endpoint, "region_name": "us-east-1",
+          "aws_access_key_id": "x", "aws_secret_access_key": "x"}
     return boto3.client("dynamodb", **kw), boto3.client("sqs", **kw)
 
 
@@ -62,20 +50,13 @@ def _call(fn: Callable[..., Any], **kwargs: Any) -> Any:
     try:
         return _strip(fn(**kwargs))
     except ClientError as exc:
-        return {
-            "error": exc.response["Error"]["Code"],
-            "message": exc.response["Error"]["Message"],
-            "reasons": [r.get("Code") for r in exc.response.get("CancellationReasons", [])],
-        }
+        return {"error": exc.response["Error"]["Code"], "message": exc.response["Error"]["Message"],
+                "reasons": [r.get("Code") for r in exc.response.get("CancellationReasons", [])]}
 
 
 def _item(task: str, run: str, shard: int | None, due: int | None, status: str) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "pk": {"S": f"T#{task}"},
-        "sk": {"S": f"RUN#{run}"},
-        "status": {"S": status},
-        "payload": {"S": '{"n": 1}'},
-    }
+    item: dict[str, Any] = {"pk": {"S": f"T#{task}"}, "sk": {"S": f"RUN#{run}"},
+                            "status": {"S": status}, "payload": {"S": '{"n": 1}'}}
     if shard is not None and due is not None:
         item["due_shard"] = {"N": str(shard)}
         item["due_at"] = {"N": str(due)}
@@ -95,137 +76,58 @@ def _script(endpoint: str) -> list[Any]:
     # The due index, paged: order and LastEvaluatedKey must not depend on the unsorted scan.
     key: dict[str, Any] | None = None
     while True:
-        page = _call(
-            ddb.query,
-            TableName=table,
-            IndexName="due-index",
-            Limit=2,
-            KeyConditionExpression="due_shard = :s AND due_at <= :h",
-            ExpressionAttributeValues={":s": {"N": "0"}, ":h": {"N": "4990"}},
-            **({"ExclusiveStartKey": key} if key else {}),
-        )
+        page = _call(ddb.query, TableName=table, IndexName="due-index", Limit=2,
+                     KeyConditionExpression="due_shard = :s AND due_at <= :h",
+                     ExpressionAttributeValues={":s": {"N": "0"}, ":h": {"N": "4990"}},
+                     **({"ExclusiveStartKey": key} if key else {}))
         out.append(page)
         key = page.get("LastEvaluatedKey")
         if not key:
             break
-    out.append(
-        _call(
-            ddb.query,
-            TableName=table,
-            KeyConditionExpression="pk = :p",
-            ExpressionAttributeValues={":p": {"S": "T#t3"}},
-        )
-    )
-    update = {
-        "TableName": table,
-        "Key": {"pk": {"S": "T#t0"}, "sk": {"S": "RUN#1000-s"}},
-        "UpdateExpression": "SET #st = :q, attempt = :one REMOVE due_shard, due_at",
-        "ConditionExpression": "#st = :p",
-        "ExpressionAttributeNames": {"#st": "status"},
-        "ExpressionAttributeValues": {
-            ":q": {"S": "queued"},
-            ":p": {"S": "pending"},
-            ":one": {"N": "1"},
-        },
-        "ReturnValues": "ALL_NEW",
-    }
+    out.append(_call(ddb.query, TableName=table, KeyConditionExpression="pk = :p",
+                     ExpressionAttributeValues={":p": {"S": "T#t3"}}))
+    update = {"TableName": table, "Key": {"pk": {"S": "T#t0"}, "sk": {"S": "RUN#1000-s"}},
+              "UpdateExpression": "SET #st = :q, attempt = :one REMOVE due_shard, due_at",
+              "ConditionExpression": "#st = :p", "ExpressionAttributeNames": {"#st": "status"},
+              "ExpressionAttributeValues": {":q": {"S": "queued"}, ":p": {"S": "pending"},
+                                            ":one": {"N": "1"}},
+              "ReturnValues": "ALL_NEW"}
     out.append(_call(ddb.update_item, **update))
     out.append(_call(ddb.update_item, **update))  # the condition fails now
     out.extend(_updates(ddb, table))
     # A transaction whose second condition fails: the first write must not survive it.
-    out.append(
-        _call(
-            ddb.transact_write_items,
-            TransactItems=[
-                {"Put": {"TableName": table, "Item": _item("t1", "1001-s", 1, 1, "queued")}},
-                {
-                    "Update": {
-                        "TableName": table,
-                        "Key": {"pk": {"S": "T#t2"}, "sk": {"S": "RUN#1002-s"}},
-                        "UpdateExpression": "SET #st = :q",
-                        "ConditionExpression": "#st = :x",
-                        "ExpressionAttributeNames": {"#st": "status"},
-                        "ExpressionAttributeValues": {":q": {"S": "queued"}, ":x": {"S": "nope"}},
-                    }
-                },
-                {"Put": {"TableName": table, "Item": _item("t50", "5-s", 0, 1, "pending")}},
-            ],
-        )
-    )
-    out.append(
-        _call(
-            ddb.transact_write_items,
-            TransactItems=[
-                {
-                    "Update": {
-                        "TableName": table,
-                        "Key": {"pk": {"S": "T#t2"}, "sk": {"S": "RUN#1002-s"}},
-                        "UpdateExpression": "SET #st = :q",
-                        "ConditionExpression": "#st = :p",
-                        "ExpressionAttributeNames": {"#st": "status"},
-                        "ExpressionAttributeValues": {
-                            ":q": {"S": "queued"},
-                            ":p": {"S": "pending"},
-                        },
-                    }
-                },
-            ],
-        )
-    )
+    out.append(_call(ddb.transact_write_items, TransactItems=[
+        {"Put": {"TableName": table, "Item": _item("t1", "1001-s", 1, 1, "queued")}},
+        {"Update": {"TableName": table, "Key": {"pk": {"S": "T#t2"}, "sk": {"S": "RUN#1002-s"}},
+                    "UpdateExpression": "SET #st = :q", "ConditionExpression": "#st = :x",
+                    "ExpressionAttributeNames": {"#st": "status"},
+                    "ExpressionAttributeValues": {":q": {"S": "queued"}, ":x": {"S": "nope"}}}},
+        {"Put": {"TableName": table, "Item": _item("t50", "5-s", 0, 1, "pending")}},
+    ]))
+    out.append(_call(ddb.transact_write_items, TransactItems=[
+        {"Update": {"TableName": table, "Key": {"pk": {"S": "T#t2"}, "sk": {"S": "RUN#1002-s"}},
+                    "UpdateExpression": "SET #st = :q", "ConditionExpression": "#st = :p",
+                    "ExpressionAttributeNames": {"#st": "status"},
+                    "ExpressionAttributeValues": {":q": {"S": "queued"}, ":p": {"S": "pending"}}}},
+    ]))
     for task, run in (("t1", "1001-s"), ("t2", "1002-s"), ("t50", "5-s")):
-        out.append(
-            _call(
-                ddb.get_item,
-                TableName=table,
-                ConsistentRead=True,
-                Key={"pk": {"S": f"T#{task}"}, "sk": {"S": f"RUN#{run}"}},
-            )
-        )
+        out.append(_call(ddb.get_item, TableName=table, ConsistentRead=True,
+                         Key={"pk": {"S": f"T#{task}"}, "sk": {"S": f"RUN#{run}"}}))
     out.append(_call(ddb.scan, TableName=table, Select="COUNT"))
-    out.append(
-        _call(
-            ddb.batch_write_item,
-            RequestItems={
-                table: [{"DeleteRequest": {"Key": {"pk": {"S": "T#t99"}, "sk": {"S": "RUN#1-s"}}}}]
-            },
-        )
-    )
+    out.append(_call(ddb.batch_write_item, RequestItems={table: [
+        {"DeleteRequest": {"Key": {"pk": {"S": "T#t99"}, "sk": {"S": "RUN#1-s"}}}}]}))
     # SQS: sends (single and batch), receives, attribute counts, deletes.
     out.append(_call(sqs.send_message, QueueUrl=res.queue_url, MessageBody="one"))
-    out.append(
-        _call(
-            sqs.send_message_batch,
-            QueueUrl=res.queue_url,
-            Entries=[{"Id": str(i), "MessageBody": f"m{i}"} for i in range(3)],
-        )
-    )
-    got = sqs.receive_message(
-        QueueUrl=res.queue_url,
-        MaxNumberOfMessages=10,
-        WaitTimeSeconds=0,
-        AttributeNames=["ApproximateReceiveCount"],
-    ).get("Messages", [])
+    out.append(_call(sqs.send_message_batch, QueueUrl=res.queue_url, Entries=[
+        {"Id": str(i), "MessageBody": f"m{i}"} for i in range(3)]))
+    got = sqs.receive_message(QueueUrl=res.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
+                              AttributeNames=["ApproximateReceiveCount"]).get("Messages", [])
     out.append(sorted((m["Body"], m["Attributes"]["ApproximateReceiveCount"]) for m in got))
-    out.append(
-        _call(
-            sqs.get_queue_attributes,
-            QueueUrl=res.queue_url,
-            AttributeNames=[
-                "ApproximateNumberOfMessagesNotVisible",
-                "ApproximateNumberOfMessages",
-                "MessageRetentionPeriod",
-            ],
-        )
-    )
-    out.append(
-        _call(
-            sqs.delete_message_batch,
-            QueueUrl=res.queue_url,
-            Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)
-            ],
-        )
-    )
+    out.append(_call(sqs.get_queue_attributes, QueueUrl=res.queue_url,
+                     AttributeNames=["ApproximateNumberOfMessagesNotVisible",
+                                     "ApproximateNumberOfMessages", "MessageRetentionPeriod"]))
+    out.append(_call(sqs.delete_message_batch, QueueUrl=res.queue_url, Entries=[
+        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)]))
     return out
 
 
@@ -238,17 +140,11 @@ def _updates(ddb: Any, table: str) -> list[Any]:
         ("SET #st = :q", {"#st": "status"}, {":q": one[":q"]}),
         ("SET #st = :q", {"#st": "pk"}, {":q": one[":q"]}),  # same text, now a key attribute
         ("SET #st = :q, #st = :q", {"#st": "status"}, {":q": one[":q"]}),
-        (
-            "SET #a = if_not_exists(#a, :one) + :one ADD #v :one REMOVE #d",
-            {"#a": "attempt", "#v": "version", "#d": "due_at"},
-            {":one": one[":one"]},
-        ),
+        ("SET #a = if_not_exists(#a, :one) + :one ADD #v :one REMOVE #d", {
+            "#a": "attempt", "#v": "version", "#d": "due_at"}, {":one": one[":one"]}),
         ("SET #m.#k = :q", {"#m": "meta", "#k": "k"}, {":q": one[":q"]}),  # no map yet
-        (
-            "SET #l = list_append(if_not_exists(#l, :e), :l)",
-            {"#l": "log"},
-            {":e": {"L": []}, ":l": {"L": [{"S": "x"}]}},
-        ),
+        ("SET #l = list_append(if_not_exists(#l, :e), :l)", {"#l": "log"},
+         {":e": {"L": []}, ":l": {"L": [{"S": "x"}]}}),
         ("SET #m = :m", {"#m": "meta"}, {":m": {"M": {"k": {"S": "v"}}}}),
         ("SET #m.#k = :q", {"#m": "meta", "#k": "k"}, {":q": one[":q"]}),
         ("SET #st = :q", {"#st": "status"}, {":q": {"S": ""}}),
@@ -257,17 +153,9 @@ def _updates(ddb: Any, table: str) -> list[Any]:
     out = []
     for expr, names, values in cases:
         for _ in range(2):
-            out.append(
-                _call(
-                    ddb.update_item,
-                    TableName=table,
-                    Key=key,
-                    UpdateExpression=expr,
-                    ExpressionAttributeNames=names,
-                    ExpressionAttributeValues=values,
-                    ReturnValues="ALL_NEW",
-                )
-            )
+            out.append(_call(ddb.update_item, TableName=table, Key=key, UpdateExpression=expr,
+                             ExpressionAttributeNames=names, ExpressionAttributeValues=values,
+                             ReturnValues="ALL_NEW"))
     return out
 
 
@@ -294,12 +182,10 @@ def test_patched_server_answers_as_stock_moto(patched: str, stock: str) -> None:
     for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
         assert a == b, f"request {i} differs"
     # The script exercised what it means to: a cancelled transaction, pages, a failed condition.
-    assert any(
-        isinstance(r, dict) and r.get("error") == "TransactionCanceledException" for r in ours
-    )
-    assert any(
-        isinstance(r, dict) and r.get("error") == "ConditionalCheckFailedException" for r in ours
-    )
+    assert any(isinstance(r, dict) and r.get("error") == "TransactionCanceledException"
+               for r in ours)
+    assert any(isinstance(r, dict) and r.get("error") == "ConditionalCheckFailedException"
+               for r in ours)
     assert sum(1 for r in ours if isinstance(r, dict) and "LastEvaluatedKey" in r) >= 2
 
 
@@ -328,10 +214,8 @@ def test_a_port_taken_after_the_parents_check_is_the_same_clear_error(
 
 
 def test_the_server_exits_when_its_parent_is_killed() -> None:
-    code = (
-        "from dynacron.local.server import ServerProcess; s = ServerProcess(); s.start(); "
-        "print(s.pid, flush=True); import time; time.sleep(600)"
-    )
+    code = ("from dynacron.local.server import ServerProcess; s = ServerProcess(); s.start(); "
+            "print(s.pid, flush=True); import time; time.sleep(600)")
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert parent.stdout is not None
@@ -363,26 +247,14 @@ def _alive(pid: int) -> bool:
 def test_infra_provision_creates_the_template_resources_on_an_endpoint(patched: str) -> None:
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     out = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(root, "infra", "provision.py"),
-            "--endpoint",
-            patched,
-            "--prefix",
-            "infra",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
+        [sys.executable, os.path.join(root, "infra", "provision.py"), "--endpoint", patched,
+         "--prefix", "infra"], capture_output=True, text=True, check=True, timeout=60)
     words = dict(w.split("=", 1) for w in out.stdout.split()[1:])
     assert out.stdout.startswith("export ")
     assert words["AWS_ENDPOINT_URL"] == patched
     ddb, sqs = _clients(patched)
     table = ddb.describe_table(TableName=words["DYNACRON_TABLE"])["Table"]
     assert [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == ["due-index"]
-    redrive = sqs.get_queue_attributes(
-        QueueUrl=words["DYNACRON_QUEUE_URL"], AttributeNames=["RedrivePolicy"]
-    )["Attributes"]
+    redrive = sqs.get_queue_attributes(QueueUrl=words["DYNACRON_QUEUE_URL"],
+                                       AttributeNames=["RedrivePolicy"])["Attributes"]
     assert "deadLetterTargetArn" in redrive["RedrivePolicy"]

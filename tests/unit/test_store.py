@@ -298,11 +298,7 @@ def test_get_run_and_task_reads_both_in_one_request(env, ok_handler, monkeypatch
     monkeypatch.setattr(connection, "batch_get_item", counting)
     run, task = store.get_run_and_task("pair", run_id)
     assert (run.run_id, run.status, task.task_id, task.task_type) == (
-        run_id,
-        RunStatus.QUEUED.value,
-        t.task_id,
-        ok_handler,
-    )  # due soon: sent at once
+        run_id, RunStatus.QUEUED.value, t.task_id, ok_handler)  # due soon: sent at once
     assert calls == [2]
     missing_run, same_task = store.get_run_and_task("pair", "no-such-run")
     assert missing_run is None and same_task.task_id == "pair"
