@@ -202,6 +202,8 @@ def _request_once(
 ) -> _Response:
     parts = urlparse(url)
     host = parts.hostname or ""
+    if parts.scheme not in ("https", "http") or not host:
+        raise Refused(f"{url[:200]!r} refused: not an http(s) URL")
     port = parts.port or (443 if parts.scheme == "https" else 80)
     if host.lower() in _LOOPBACK_NAMES:
         addresses: list[IPAddress] = [ipaddress.ip_address("127.0.0.1")]

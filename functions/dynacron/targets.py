@@ -327,7 +327,10 @@ def target_from_dict(data: Mapping[str, Any]) -> Target:
     cls = TARGET_CLASSES.get(values.pop("kind", ""))
     if cls is None:
         raise ValidationError("target", f"unknown target kind {data.get('kind')!r}")
-    return cls(**values)
+    try:
+        return cls(**values)
+    except TypeError as exc:  # a stored form with fields this version does not know
+        raise ValidationError("target", f"stored {cls.kind} target is malformed ({exc})") from None
 
 
 def parse_target(
@@ -473,7 +476,8 @@ def classify_client_error(exc: Exception) -> TargetOutcome:
         response.get("retryAfterSeconds") or meta.get("HTTPHeaders", {}).get("retry-after")
     )
     text = f"{code or 'error'} (HTTP {status}): {message}" if status else f"{code}: {message}"
-    if code in RETRY_CODES or status in (408, 429) or status >= 500:
+    throttled = "Throttl" in code or "TooManyRequests" in code  # e.g. KMS.ThrottlingException
+    if code in RETRY_CODES or throttled or status in (408, 429) or status >= 500:
         return failed(text, retry_after)
     if code in DEAD_CODES or 400 <= status < 500:
         return dead(text)

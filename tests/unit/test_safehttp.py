@@ -90,6 +90,9 @@ class Hook:
     def answer_redirect(self, h: BaseHTTPRequestHandler) -> None:
         self.reply(h, 302, Location=self.redirect_to)
 
+    def answer_gopher(self, h: BaseHTTPRequestHandler) -> None:
+        self.reply(h, 301, Location="gopher://127.0.0.1:70/x")
+
     def answer_moved(self, h: BaseHTTPRequestHandler) -> None:
         self.reply(h, 307, Location="/flaky")
 
@@ -213,6 +216,12 @@ def test_redirect_to_a_name_resolving_to_a_private_address_is_refused(local, hoo
     s, t, msg = schedule(local, Http(hook.url("redirect")))
     assert attempt(local, msg).status == "dead"
     assert "internal.example resolves to 10.0.0.5 (private)" in the_run(s, t).error
+
+
+def test_redirect_to_another_scheme_is_refused(local, hook):
+    s, t, msg = schedule(local, Http(hook.url("gopher")))
+    assert attempt(local, msg).status == "dead"
+    assert "not an http(s) URL" in the_run(s, t).error and hook.paths() == ["/gopher"]
 
 
 def test_a_same_host_redirect_is_followed_and_rechecked(local, hook):

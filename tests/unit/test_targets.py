@@ -519,3 +519,29 @@ def test_secret_values_are_fetched_by_reference_and_cached(env):
     assert invoker.secret("ssm:/hooks/secret") == "rotated"
     missing = invoker.secret("ssm:/nope")
     assert not isinstance(missing, str) and missing.dead and "ParameterNotFound" in missing.error
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "dead"),
+    [
+        ("KMS.ThrottlingException", 400, False),
+        ("TooManyRequestsException", 429, False),
+        ("ServiceException", 500, False),
+        ("SomethingNew", 503, False),
+        ("AccessDenied", 403, True),
+        ("ResourceNotFoundException", 404, True),
+        ("SomethingNew", 400, True),
+    ],
+)
+def test_aws_errors_are_classified(code, status, dead):
+    from dynacron.targets import classify_client_error
+
+    out = classify_client_error(client_error(code, status))
+    assert not out.ok and out.dead is dead and code in out.error
+
+
+def test_a_malformed_stored_target_is_a_validation_error():
+    with pytest.raises(ValidationError):
+        target_from_dict({"kind": "sqs", "queue_url": "https://sqs.x/1/q", "colour": "red"})
+    with pytest.raises(ValidationError):
+        target_from_dict({"kind": "fax"})
