@@ -133,13 +133,13 @@ def schedule(env, target, payload=None, **kw):
         retry=kw.pop("retry", POLICY),
         **kw,
     )
-    (msg,) = env.receive()
+    (msg,) = [m for m in env.receive() if json.loads(m["Body"])["task_id"] == t.task_id]
     env.clock.advance(5)
     return s, t, msg
 
 
-def attempt(env, msg, invoker=None):
-    executor = env.executor(targets=invoker or TargetInvoker(env.settings))
+def attempt(env, msg, invoker=None, logger=None):
+    executor = env.executor(targets=invoker or TargetInvoker(env.settings), logger=logger)
     return executor.execute(msg["Body"], msg["ReceiptHandle"], env.settings.queue_url)
 
 
@@ -334,3 +334,25 @@ def test_retry_after_forms():
     assert parse_retry_after(format_datetime(when, usegmt=True), now=when.timestamp() - 60) == 60
     assert parse_retry_after("soon") is None and parse_retry_after(None) is None
     assert parse_retry_after("999999") == 12 * 3600
+
+
+def test_nothing_of_the_payload_reaches_the_logs(local, hook, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO)
+    lines: list[str] = []
+
+    class Logger:
+        def __getattr__(self, level):
+            return lambda message, extra=None: lines.append(f"{level} {message} {extra!r}")
+
+    marker = {"card": "4111-PAYLOAD-MARKER"}
+    hook.fail_first = 1
+    _, _, msg = schedule(local, Http(hook.url("flaky")), payload=marker)
+    assert attempt(local, msg, logger=Logger()).outcome is Outcome.RETRY
+    local.clock.advance(10)
+    assert attempt(local, msg, logger=Logger()).status == "succeeded"
+    _, _, msg = schedule(local, Http(hook.url("bad")), payload=marker)
+    assert attempt(local, msg, logger=Logger()).status == "dead"
+    assert len(lines) >= 4
+    assert "PAYLOAD-MARKER" not in "\n".join(lines) + caplog.text

@@ -487,19 +487,49 @@ def test_worker_refuses_a_target_outside_its_allowed_list(env, aws):
 # --- logs ---------------------------------------------------------------------------------------
 
 
-def test_nothing_of_the_payload_reaches_the_logs(env, aws, caplog):
-    caplog.set_level(logging.INFO)
+def _log_cases(aws: dict[str, Any]) -> dict[str, tuple[Any, str, Any, str, Any]]:
+    """kind → (target, service, client, method, a target of that kind that is dead)."""
     url = aws["sqs"].create_queue(QueueName="jobs")["QueueUrl"]
+    topic = aws["sns"].create_topic(Name="events")["TopicArn"]
+    aws["events"].create_event_bus(Name="ops")
+    machine = _state_machine(aws)
+    local = LocalLambda({"f": lambda event, context: "done"})
+    return {
+        "sqs": (Sqs(url), "sqs", aws["sqs"], "send_message", Sqs(url + "-gone")),
+        "sns": (Sns(topic), "sns", aws["sns"], "publish", Sns(topic + "-gone")),
+        "eventbus": (
+            EventBus("ops", "d", "my.app"),
+            "events",
+            aws["events"],
+            "put_events",
+            EventBus("gone", "d", "my.app"),
+        ),
+        "statemachine": (
+            StateMachine(machine),
+            "stepfunctions",
+            aws["stepfunctions"],
+            "start_execution",
+            StateMachine(machine + "-gone"),
+        ),
+        "lambda": (Lambda("f"), "lambda", local, "invoke", Lambda("gone")),
+    }
+
+
+@pytest.mark.parametrize("kind", ["sqs", "sns", "eventbus", "statemachine", "lambda"])
+def test_nothing_of_the_payload_reaches_the_logs(env, aws, caplog, kind):
+    caplog.set_level(logging.INFO)
+    target, service, client, method, gone = _log_cases(aws)[kind]
     logger = Recorder()
-    flaky = Flaky(aws["sqs"], "send_message", 1, client_error("ThrottlingException", 400))
-    invoker = TargetInvoker(env.settings, clients={"sqs": flaky})
-    _, _, msg = schedule(env, Sqs(url))
-    attempt(env, msg, invoker, logger)  # fails, retries
+    flaky = Flaky(client, method, 1, client_error("ThrottlingException", 400))
+    invoker = TargetInvoker(env.settings, clients={service: flaky})
+    _, _, msg = schedule(env, target)
+    assert attempt(env, msg, invoker, logger).outcome is Outcome.RETRY
     env.clock.advance(2)
-    attempt(env, msg, invoker, logger)  # succeeds
-    _, _, msg2 = schedule(env, Sqs(f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/gone"))
-    attempt(env, msg2, TargetInvoker(env.settings), logger)  # dead
-    assert len(logger.lines) >= 5  # started/retry/started/dead/... were logged
+    assert attempt(env, msg, invoker, logger).status == "succeeded"
+    _, _, msg2 = schedule(env, gone)
+    dead_invoker = TargetInvoker(env.settings, clients={"lambda": LocalLambda({})})
+    assert attempt(env, msg2, dead_invoker, logger).status == "dead"
+    assert len(logger.lines) >= 5  # started, retry, started, started, dead
     text = "\n".join(logger.lines) + caplog.text
     assert MARKER not in text
 
