@@ -3,6 +3,7 @@
 Commands::
 
     dynacron schedule TASK_TYPE (--at ISO | --every SECONDS | --cron EXPR [--tz TZ]) ...
+    dynacron schedule --target TARGET [--method M] [--header N:V] [--secret REF] (--at|...) ...
     dynacron list | show TASK_ID | runs TASK_ID
     dynacron cancel | pause | resume | trigger TASK_ID
     dynacron next (--at ISO | --every SECONDS | --cron EXPR [--tz TZ]) [-n 5] [--after ISO]
