@@ -781,7 +781,10 @@ class LocalLambda:
         import importlib
 
         module, _, attr = func.partition(":")
-        resolved = getattr(importlib.import_module(module), attr)
+        try:
+            resolved = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:  # a mapping that cannot work: dead
+            raise _not_found(f"local mapping {name}={func} does not import ({exc})") from None
         self.mapping[name] = resolved
         return resolved
 
@@ -791,14 +794,10 @@ class LocalLambda:
         import io
         import uuid
 
-        from botocore.exceptions import ClientError
-
         name = FunctionName.split(":function:")[-1].split(":")[0]
         func = self._resolve(name)
         if func is None:
-            error = {"Code": "ResourceNotFoundException", "Message": f"Function not found: {name}"}
-            meta = {"HTTPStatusCode": 404, "HTTPHeaders": {}}
-            raise ClientError({"Error": error, "ResponseMetadata": meta}, "Invoke")
+            raise _not_found(f"Function not found: {name} (not in DYNACRON_LOCAL_LAMBDAS)")
         custom = (
             json.loads(base64.b64decode(ClientContext)).get("custom", {}) if ClientContext else {}
         )
@@ -814,6 +813,14 @@ class LocalLambda:
                 "Payload": io.BytesIO(json.dumps(body).encode()),
             }
         return {"StatusCode": 200, "Payload": io.BytesIO(json.dumps(value, default=str).encode())}
+
+
+def _not_found(message: str) -> Exception:
+    from botocore.exceptions import ClientError
+
+    error = {"Code": "ResourceNotFoundException", "Message": message}
+    meta = {"HTTPStatusCode": 404, "HTTPHeaders": {}}
+    return ClientError({"Error": error, "ResponseMetadata": meta}, "Invoke")
 
 
 def parse_local_lambdas(raw: str | None) -> dict[str, str]:

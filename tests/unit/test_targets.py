@@ -448,6 +448,15 @@ def test_lambda_unmapped_function_is_dead(env):
     assert "ResourceNotFoundException" in the_run(s, t).error
 
 
+def test_lambda_mapping_that_does_not_import_is_dead(env):
+    local = LocalLambda({"f": "no_such_module_xyz:handler"})
+    s, t, msg = schedule(env, Lambda("f"))
+    assert (
+        attempt(env, msg, TargetInvoker(env.settings, clients={"lambda": local})).status == "dead"
+    )
+    assert "does not import" in the_run(s, t).error
+
+
 def test_lambda_throttle_retries_no_sooner_than_retry_after(env):
     throttled = client_error("TooManyRequestsException", 429, {"retry-after": "45"})
     flaky = Flaky(LocalLambda({"f": lambda e, c: "done"}), "invoke", 1, throttled)
