@@ -141,3 +141,24 @@ def test_the_worker_is_told_the_allowed_targets(tpl):
     assert sorted(filter(None, allowed.split(","))) == ["arn:b", "arn:f", "arn:q1", "arn:q2"]
     empty = Evaluator(tpl, {}).value(env["DYNACRON_ALLOWED_TARGETS"])
     assert not list(filter(None, empty.split(",")))
+
+
+@pytest.mark.parametrize(
+    ("name", "good"),
+    [
+        ("TargetFunctionArns", "arn:aws:lambda:eu-west-1:123456789012:function:report:live"),
+        ("TargetQueueArns", "arn:aws:sqs:eu-west-1:123456789012:jobs.fifo"),
+        ("TargetTopicArns", "arn:aws:sns:eu-west-1:123456789012:alerts"),
+        ("TargetEventBusArns", "arn:aws:events:eu-west-1:123456789012:event-bus/default"),
+        ("TargetStateMachineArns", "arn:aws:states:eu-west-1:123456789012:stateMachine:etl"),
+        ("TargetSecretArns", "arn:aws:secretsmanager:eu-west-1:123456789012:secret:hook-AbC123"),
+        ("TargetParameterArns", "arn:aws:ssm:eu-west-1:123456789012:parameter/hooks/secret"),
+    ],
+)
+def test_each_entry_must_be_one_full_arn_without_wildcards(tpl, name, good):
+    import re
+
+    pattern = re.compile(tpl["Parameters"][name]["AllowedPattern"])
+    assert pattern.fullmatch(good) and pattern.fullmatch("")  # "" is the empty default
+    for bad in ("*", good.rsplit(":", 1)[0] + ":*", good + "*", good.replace("123456789012", "*")):
+        assert not pattern.fullmatch(bad), (name, bad)
