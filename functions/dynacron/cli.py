@@ -3,6 +3,7 @@
 Commands::
 
     dynacron schedule TASK_TYPE (--at ISO | --every SECONDS | --cron EXPR [--tz TZ]) ...
+    dynacron schedule --target TARGET [--method M] [--header N:V] [--secret REF] (--at|...) ...
     dynacron list | show TASK_ID | runs TASK_ID
     dynacron cancel | pause | resume | trigger TASK_ID
     dynacron next (--at ISO | --every SECONDS | --cron EXPR [--tz TZ]) [-n 5] [--after ISO]
@@ -57,6 +58,7 @@ from .errors import (
     TaskNotFound,
     ValidationError,
 )
+from .targets import Target
 from .triggers import At, Cron, Every, Trigger
 from .types import MisfirePolicy, RetryPolicy, TaskStatus
 
@@ -92,6 +94,24 @@ _FIELD_OPTIONS = {
     "retry.backoff_max": "--backoff-max",
     "timeout": "--timeout",
     "misfire": "--misfire",
+    "target": "--target",
+    **{
+        f"target.{name}": "--target"
+        for name in (
+            "url",
+            "function_arn",
+            "queue_url",
+            "group_id",
+            "topic_arn",
+            "bus_name",
+            "detail_type",
+            "source",
+            "arn",
+        )
+    },
+    "target.method": "--method",
+    "target.headers": "--header",
+    "target.secret": "--secret",
 }
 
 #: DLQ message kinds that name a run Scheduler.redrive can revive.
@@ -324,6 +344,8 @@ def _jsonable(value: Any) -> Any:
     """Dataclasses → dicts, datetimes → ISO 8601, enums → values, recursively."""
     if isinstance(value, Trigger):
         return _trigger_json(value)
+    if isinstance(value, Target):
+        return {**value.to_dict(), "description": value.describe()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         data = {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
         lateness = getattr(value, "lateness", None)
@@ -407,6 +429,7 @@ def _show_task(task: Any, title: str | None = None) -> None:
         [
             ("task_id", task.task_id),
             ("task_type", task.task_type),
+            ("target", _target_line(task.target)),
             ("status", task.status),
             ("trigger", task.trigger.describe()),
             ("next_fire_at", task.next_fire_at),
@@ -425,6 +448,20 @@ def _show_task(task: Any, title: str | None = None) -> None:
             ("version", task.version),
         ],
     )
+
+
+def _target_line(target: Any) -> str | None:
+    """The target and what goes with it (headers by name only: values may be tokens)."""
+    if target is None:
+        return None
+    line = target.describe()
+    extras = target.to_dict()
+    if extras.get("headers"):
+        line += f" headers={','.join(sorted(extras['headers']))}"
+    for key in ("group_id", "secret", "detail_type", "source"):
+        if extras.get(key):
+            line += f" {key}={extras[key]}"
+    return line
 
 
 def _run_row(run: Any) -> list[Any]:
@@ -580,8 +617,52 @@ def _payload(text: str | None, file: Any) -> dict[str, Any]:
     return value
 
 
+def _target_options(func: Any) -> Any:
+    options = [
+        click.option(
+            "--target",
+            metavar="TARGET",
+            help="Run a target instead of a handler: lambda:ARN, sqs:URL[?group_id=G], sns:ARN, "
+            "eventbus:BUS?source=S&detail_type=D, states:ARN, https://URL.",
+        ),
+        click.option("--method", help="HTTP target: method [POST]."),
+        click.option("--header", multiple=True, metavar="NAME:VALUE", help="HTTP target header."),
+        click.option(
+            "--secret", metavar="REF", help="HTTP target: signing secret (ssm:NAME, ARN, ...)."
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _what_runs(
+    task_type: str | None,
+    target: str | None,
+    method: str | None,
+    header: tuple[str, ...],
+    secret: str | None,
+) -> Any:
+    """TASK_TYPE or --target (exactly one); the HTTP options only go with a target."""
+    from .targets import parse_target
+
+    if (task_type is None) == (target is None):
+        raise click.UsageError("give TASK_TYPE or --target, exactly one")
+    if target is None:
+        if method or header or secret:
+            raise click.UsageError("--method, --header and --secret go with --target")
+        return task_type
+    headers = {}
+    for item in header:
+        name, sep, value = item.partition(":")
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not NAME:VALUE", param_hint="'--header'")
+        headers[name.strip()] = value.strip()
+    return parse_target(target, method=method or "POST", headers=headers or None, secret=secret)
+
+
 @cli.command(epilog=EXIT_CODES_EPILOG)
-@click.argument("task_type")
+@click.argument("task_type", required=False)
 @click.option("--payload", "payload_text", metavar="JSON", help="Payload, a JSON object.")
 @click.option(
     "--payload-file", type=click.File("r", encoding="utf-8"), help="Payload file (- = stdin)."
@@ -604,6 +685,7 @@ def _payload(text: str | None, file: Any) -> dict[str, Any]:
     default=MisfirePolicy.RUN_ONCE.value,
     show_default=True,
 )
+@_target_options
 @click.option("--json", "as_json", is_flag=True, help="Print the task as JSON.")
 @pass_config
 def schedule(
@@ -624,8 +706,13 @@ def schedule(
     timeout: float,
     misfire: str,
     as_json: bool,
+    target: str | None = None,
+    method: str | None = None,
+    header: tuple[str, ...] = (),
+    secret: str | None = None,
 ) -> None:
-    """Create a task: exactly one of --at, --every, --cron."""
+    """Create a task: exactly one of --at, --every, --cron; TASK_TYPE or --target."""
+    runs_what = _what_runs(task_type, target, method, header, secret)
     payload = _payload(payload_text, payload_file)
     trigger = _build_trigger(at, every, cron, tz, start_at, end_at)
     default = RetryPolicy()
@@ -635,7 +722,7 @@ def schedule(
         backoff_max=default.backoff_max if backoff_max is None else backoff_max,
     )
     task = cfg.scheduler().schedule(
-        task_type,
+        runs_what,
         payload,
         trigger=trigger,
         task_id=task_id,
@@ -1042,9 +1129,33 @@ def dlq_redrive(
     "--duration", type=click.FloatRange(min=0, min_open=True), help="Demo length in seconds."
 )
 @click.option("--shards", type=click.IntRange(1, 1000), help="Due-index shards.")
-def local(port: int, handlers: str, demo: bool, duration: float | None, shards: int | None) -> int:
+@click.option(
+    "--lambda",
+    "lambdas",
+    multiple=True,
+    metavar="NAME=MODULE:FUNC",
+    help="Lambda targets named NAME call this Python function (DYNACRON_LOCAL_LAMBDAS).",
+)
+def local(
+    port: int,
+    handlers: str,
+    demo: bool,
+    duration: float | None,
+    shards: int | None,
+    lambdas: tuple[str, ...] = (),
+) -> int:
     """Run the whole system on an embedded moto server (no Docker, no account)."""
     import importlib
+
+    if lambdas:  # the runtime reads the mapping where it reads its other settings
+        from .targets import parse_local_lambdas
+
+        joined = ",".join(filter(None, [os.environ.get("DYNACRON_LOCAL_LAMBDAS"), *lambdas]))
+        try:  # a malformed entry fails here, before the server starts
+            parse_local_lambdas(joined)
+        except ConfigurationError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--lambda'") from None
+        os.environ["DYNACRON_LOCAL_LAMBDAS"] = joined
 
     try:
         runtime = importlib.import_module("dynacron.local.runtime")

@@ -34,7 +34,14 @@ from .dispatch import Message, _clip, _is_condition_failure, send_dead_letter
 from .errors import HandlerTimeout, ValidationError
 from .settings import Settings
 from .store import RunRow, Store, TaskRow, dumps
-from .types import MAX_RESULT_BYTES, RetryPolicy, RunContext, RunStatus, TaskStatus
+from .types import (
+    MAX_BACKOFF_SECONDS,
+    MAX_RESULT_BYTES,
+    RetryPolicy,
+    RunContext,
+    RunStatus,
+    TaskStatus,
+)
 
 EventHook = Callable[[str, dict[str, Any]], None]
 _STARTABLE = (RunStatus.QUEUED.value, RunStatus.RETRYING.value)
@@ -73,6 +80,7 @@ class Executor:
         on_event: EventHook | None = None,
         max_early_wait_s: float = 2.0,
         safety_margin_s: float = 3.0,
+        targets: Any = None,
     ) -> None:
         self.store = store
         self.sqs = sqs
@@ -84,6 +92,15 @@ class Executor:
         self.on_event = on_event
         self.max_early_wait_s = max_early_wait_s
         self.safety_margin_s = safety_margin_s
+        self._targets = targets  # a targets.TargetInvoker; built on first use
+
+    @property
+    def targets(self) -> Any:
+        if self._targets is None:
+            from .targets import TargetInvoker
+
+            self._targets = TargetInvoker(self.settings)
+        return self._targets
 
     # --- entry point ---------------------------------------------------------------------
 
@@ -150,7 +167,11 @@ class Executor:
             task.status == TaskStatus.PAUSED.value and not run.manual
         ):
             return self._finish(run, RunStatus.SKIPPED, error=f"task is {task.status}")
-        if registry.get(task.task_type) is None:
+        if task.target:
+            verdict = self._check_target(run, task)
+            if verdict is not None:
+                return verdict
+        elif registry.get(task.task_type) is None:
             known = ", ".join(registry.names()) or "none"
             reason = f"unknown handler {task.task_type!r} (registered: {known})"
             return self._dead(run, reason, None)
@@ -198,12 +219,15 @@ class Executor:
         if not self._start(run, now, timeout):
             return Result(Outcome.ACK, "duplicate", "another delivery started this attempt")
         budget = max(0.001, min(timeout, time_left() - self.safety_margin_s))
-        ok, value, error = self._run_handler(run, task, now, budget)
-        res = (
-            self._succeed(run, value, now)
-            if ok
-            else self._fail(run, task, error or "failed", receipt, queue_url)
-        )
+        if task.target:
+            res = self._run_target(run, task, now, budget, receipt, queue_url)
+        else:
+            ok, value, error = self._run_handler(run, task, now, budget)
+            res = (
+                self._succeed(run, value, now)
+                if ok
+                else self._fail(run, task, error or "failed", receipt, queue_url)
+            )
         if res.outcome is Outcome.ACK and not run.manual and task.next_fire_at is None:
             self.store.complete_if_done(run.task_id, to_ms(self.clock.now()))
         return res
@@ -251,7 +275,12 @@ class Executor:
         self, run: RunRow, task: TaskRow, started: datetime, budget: float
     ) -> tuple[bool, Any, str | None]:
         func = registry.get(task.task_type)
-        ctx = RunContext(
+        ctx = self._context(run, task, started, budget)
+        payload = json.loads(task.payload)  # a fresh copy per attempt
+        return run_with_timeout(func, payload, ctx, budget)
+
+    def _context(self, run: RunRow, task: TaskRow, started: datetime, budget: float) -> RunContext:
+        return RunContext(
             task_id=run.task_id,
             run_id=run.run_id,
             attempt=int(run.attempt),
@@ -261,8 +290,49 @@ class Executor:
             task_type=task.task_type,
             lane=run.lane,
         )
-        payload = json.loads(task.payload)  # a fresh copy per attempt
-        return run_with_timeout(func, payload, ctx, budget)
+
+    # --- targets (targets.py): a task with a target runs it instead of a handler -------------
+
+    def _check_target(self, run: RunRow, task: TaskRow) -> Result | None:
+        from .targets import target_from_dict
+
+        try:
+            target = target_from_dict(json.loads(task.target))
+        except (TypeError, ValueError) as exc:  # ValidationError is a ValueError
+            return self._dead(run, f"bad target ({exc})", None)
+        reason = self.targets.allowed(target)
+        return None if reason is None else self._dead(run, reason, None)
+
+    def _run_target(
+        self,
+        run: RunRow,
+        task: TaskRow,
+        started: datetime,
+        budget: float,
+        receipt: str | None,
+        queue_url: str | None,
+    ) -> Result:
+        from .targets import Attempt, failed, target_from_dict
+
+        target = target_from_dict(json.loads(task.target))
+        ctx = self._context(run, task, started, budget)
+        attempt = Attempt(
+            ctx.task_id, ctx.run_id, ctx.attempt, ctx.scheduled_for.isoformat(), ctx.idempotency_key
+        )
+
+        def call(payload: dict[str, Any], _ctx: RunContext) -> Any:
+            return self.targets.invoke(target, payload, attempt, budget)
+
+        ok, outcome, error = run_with_timeout(call, json.loads(task.payload), ctx, budget)
+        if not ok:  # the call overran the budget (or the invoker itself broke)
+            outcome = failed(error or "failed")
+        if outcome.ok:
+            return self._succeed(run, outcome.answer, started)
+        if outcome.dead:
+            return self._dead(run, f"{target.kind} target refused the run", outcome.error)
+        return self._fail(
+            run, task, outcome.error, receipt, queue_url, min_backoff=outcome.retry_after
+        )
 
     # --- endings ------------------------------------------------------------------------------
 
@@ -273,7 +343,13 @@ class Executor:
         return res
 
     def _fail(
-        self, run: RunRow, task: TaskRow, error: str, receipt: str | None, queue_url: str | None
+        self,
+        run: RunRow,
+        task: TaskRow,
+        error: str,
+        receipt: str | None,
+        queue_url: str | None,
+        min_backoff: float | None = None,
     ) -> Result:
         self._metric("RunsFailed", "Count", 1)
         attempt = int(run.attempt)
@@ -281,6 +357,8 @@ class Executor:
             return self._dead(run, f"retries exhausted after {attempt} attempts", error)
         policy = RetryPolicy.from_dict(json.loads(task.retry))
         backoff = policy.backoff(attempt, self.rand())
+        if min_backoff is not None:  # the target said when (Retry-After): not sooner
+            backoff = min(MAX_BACKOFF_SECONDS, max(backoff, min_backoff))
         model = self.store.models.Run
         now_ms = to_ms(self.clock.now())
         try:

@@ -35,6 +35,7 @@ from .store import (
     task_from_row,
     task_pk,
 )
+from .targets import Target
 from .triggers import At, Trigger
 from .types import (
     MAX_ID_LENGTH,
@@ -104,7 +105,7 @@ class Scheduler:
 
     def schedule(
         self,
-        task_type: str,
+        task_type: str | Target,
         payload: dict[str, Any] | None = None,
         trigger: Trigger | None = None,
         task_id: str | None = None,
@@ -119,12 +120,18 @@ class Scheduler:
 
         Raises ``ValidationError`` (naming the field and the limit) before anything is written.
         Calling again with the same ``task_id`` and the same arguments returns the existing task;
-        with different arguments it raises ``ValidationError``.
+        with different arguments it raises ``ValidationError``. ``task_type`` is a handler name
+        or a target from ``dynacron.targets`` (its task type is then ``target:<kind>``).
         """
         now = self.clock.now()
+        target = task_type if isinstance(task_type, Target) else None
+        if target is not None:
+            task_type = target.task_type
         spec = self._validate(
             task_type, payload, trigger, task_id, retry, timeout, misfire, lane, expire_after
         )
+        if target is not None:
+            spec = _with_target(spec, target, self.settings)
         trigger = spec["trigger"]
         try:
             trigger.validate_for_schedule(now, PAST_GRACE_SECONDS)
@@ -229,6 +236,7 @@ class Scheduler:
             expire_after=spec["expire_after"],
             spec_hash=spec["hash"],
             shard=shard,
+            target=spec.get("target_text"),
         )
         run_row = self._run_row(task_row, scheduled_run_id(first_ms), first_ms, manual=False)
         return task_row, run_row
@@ -478,6 +486,26 @@ class Scheduler:
         )
         self._short_notice(row)
         return self.get_run(task_id, run_id)
+
+
+def _with_target(spec: dict[str, Any], target: Target, settings: Settings) -> dict[str, Any]:
+    """Refuse what the configuration can already tell will not run; fold the target into the
+    stored spec and its hash (handler tasks keep the hash they always had)."""
+    from urllib.parse import urlparse
+
+    from .store import _is_loopback
+    from .targets import Http, refusal
+
+    target.check_payload(json.loads(spec["payload"]))
+    reason = refusal(target, settings)
+    if reason is not None:
+        raise ValidationError("target", reason)
+    plain = isinstance(target, Http) and urlparse(target.url).scheme != "https"
+    if plain and not _is_loopback(target.url):
+        raise ValidationError("target.url", "must be https:// (plain http only to loopback)")
+    text = dumps(target.to_dict())
+    digest = hashlib.sha256(f"{spec['hash']}|{text}".encode()).hexdigest()
+    return {**spec, "target_text": text, "hash": digest}
 
 
 def _payload_text(payload: Any) -> str:

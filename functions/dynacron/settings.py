@@ -38,6 +38,34 @@ def _lanes(raw: str | None) -> dict[str, str]:
     return lanes
 
 
+def _items(raw: str | None) -> tuple[str, ...]:
+    return tuple(p.strip() for p in (raw or "").split(",") if p.strip())
+
+
+def _target_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """The target knobs: ``DYNACRON_ALLOWED_TARGETS`` (ARNs and bus names, comma list),
+    ``DYNACRON_HTTP_ALLOW_LOOPBACK`` (1/true), ``DYNACRON_HTTP_ALLOW_NETWORKS`` (CIDRs) and
+    ``DYNACRON_LOCAL_LAMBDAS`` (``name=module:function``, comma list; ``dynacron local`` only)."""
+    import ipaddress
+
+    from .targets import parse_local_lambdas
+
+    networks = _items(env.get("DYNACRON_HTTP_ALLOW_NETWORKS"))
+    for net in networks:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            message = f"DYNACRON_HTTP_ALLOW_NETWORKS: {net!r} is not a CIDR"
+            raise ConfigurationError(message) from None
+    return {
+        "allowed_targets": _items(env.get("DYNACRON_ALLOWED_TARGETS")),
+        "http_allow_loopback": env.get("DYNACRON_HTTP_ALLOW_LOOPBACK", "").lower()
+        in ("1", "true", "yes"),
+        "http_allow_networks": networks,
+        "local_lambdas": parse_local_lambdas(env.get("DYNACRON_LOCAL_LAMBDAS")),
+    }
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything dynacron reads from its environment.
@@ -62,6 +90,11 @@ class Settings:
     max_retries: int = 8
     handlers: tuple[str, ...] = ()
     lane_queues: Mapping[str, str] = field(default_factory=dict)
+    # Targets (targets.py, safehttp.py): what the worker may call, and how HTTP is fenced.
+    allowed_targets: tuple[str, ...] = ()
+    http_allow_loopback: bool = False
+    http_allow_networks: tuple[str, ...] = ()
+    local_lambdas: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 1 <= self.shards <= 1000:
@@ -95,6 +128,7 @@ class Settings:
                 m.strip() for m in env.get("DYNACRON_HANDLERS", "").split(",") if m.strip()
             ),
             lane_queues=_lanes(env.get("DYNACRON_LANE_QUEUES")),
+            **_target_settings(env),
         )
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 

@@ -103,6 +103,9 @@ class TaskRow(_Row):
     expire_after = NumberAttribute(null=True)
     spec_hash = UnicodeAttribute()
     shard = NumberAttribute()
+    # JSON of a dynacron.targets target (no secret values: a secret is a reference); absent on
+    # handler tasks and on rows written before targets existed.
+    target = UnicodeAttribute(null=True)
 
 
 class RunRow(_Row):
@@ -333,7 +336,16 @@ def task_from_row(row: TaskRow) -> Task:
         misfire=MisfirePolicy(row.misfire),
         lane=row.lane,
         expire_after=None if row.expire_after is None else float(row.expire_after),
+        target=_target_of(row),
     )
+
+
+def _target_of(row: TaskRow) -> Any:
+    if not row.target:
+        return None
+    from .targets import target_from_dict
+
+    return target_from_dict(json.loads(row.target))
 
 
 def run_from_row(row: RunRow) -> Run:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ValidationError
 
 if TYPE_CHECKING:
+    from .targets import Target
     from .triggers import Trigger
 
 # --- limits (each one is named in the error that enforces it and in the README) -------------
@@ -169,6 +170,8 @@ class Task:
     misfire: MisfirePolicy = MisfirePolicy.RUN_ONCE
     lane: str = "default"
     expire_after: float | None = None
+    #: What the task runs instead of a handler (``dynacron.targets``); None for a handler.
+    target: Target | None = None
 
 
 @dataclass(frozen=True)

@@ -90,13 +90,13 @@ def start_moto() -> Server:
     return _spawn("moto", argv, dict(os.environ), "/moto-api/", port)
 
 
-def start_ministack() -> Server:
+def start_ministack(services: str = "dynamodb,sqs") -> Server:
     port = free_port()
     env = {
         **os.environ,
         "GATEWAY_PORT": str(port),
         "BIND_HOST": "127.0.0.1",
-        "SERVICES": "dynamodb,sqs",
+        "SERVICES": services,
         "LOG_LEVEL": "WARNING",
         "IOT_MTLS_ENABLED": "0",
         "SFTP_ENABLED": "0",

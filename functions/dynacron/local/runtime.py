@@ -140,6 +140,18 @@ def _region_from_env() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
+def _target_settings() -> dict[str, Any]:
+    """Targets locally: plain http to loopback allowed, Lambda targets through the mapping of
+    function names to Python callables in DYNACRON_LOCAL_LAMBDAS (moto needs Docker to run
+    Lambda code); SQS, SNS, EventBridge and Step Functions targets use the embedded server."""
+    from ..targets import parse_local_lambdas
+
+    return {
+        "http_allow_loopback": True,
+        "local_lambdas": parse_local_lambdas(os.environ.get("DYNACRON_LOCAL_LAMBDAS")),
+    }
+
+
 class LocalRuntime:
     """Server, resources, poller and workers; ``start()`` then ``stop()``."""
 
@@ -208,6 +220,7 @@ class LocalRuntime:
             window_s=WINDOW_S,
             lease_s=LEASE_S,
             handlers=tuple(self.modules),
+            **_target_settings(),
         )
         attrs = self.sqs.get_queue_attributes(
             QueueUrl=res.queue_url, AttributeNames=["QueueArn", "VisibilityTimeout"]
