@@ -493,7 +493,7 @@ def _with_target(spec: dict[str, Any], target: Target, settings: Settings) -> di
     stored spec and its hash (handler tasks keep the hash they always had)."""
     from urllib.parse import urlparse
 
-    from .store import _is_loopback
+    from .aws import is_loopback
     from .targets import Http, refusal
 
     target.check_payload(json.loads(spec["payload"]))
@@ -501,7 +501,7 @@ def _with_target(spec: dict[str, Any], target: Target, settings: Settings) -> di
     if reason is not None:
         raise ValidationError("target", reason)
     plain = isinstance(target, Http) and urlparse(target.url).scheme != "https"
-    if plain and not _is_loopback(target.url):
+    if plain and not is_loopback(target.url):
         raise ValidationError("target.url", "must be https:// (plain http only to loopback)")
     text = dumps(target.to_dict())
     digest = hashlib.sha256(f"{spec['hash']}|{text}".encode()).hexdigest()
