@@ -133,15 +133,6 @@ def _fmt_duration(ms: int) -> str:
     return "".join(parts)
 
 
-def _window(start_at: datetime | None, end_at: datetime | None) -> str:
-    text = ""
-    if start_at is not None:
-        text += f" from {_fmt_time(start_at)}"
-    if end_at is not None:
-        text += f" until {_fmt_time(end_at)}"
-    return text
-
-
 def _check_window(start_at: datetime | None, end_at: datetime | None) -> None:
     if start_at is not None and end_at is not None and end_at <= start_at:
         raise ValidationError("trigger.end_at", "must be after start_at")
@@ -241,7 +232,7 @@ class At(Trigger):
         return {"type": "at", "when": to_ms(self.when)}
 
     def describe(self) -> str:
-        return f"at {_fmt_time(self.when)}"
+        return f"Once at {_fmt_time(self.when)}"
 
 
 # --- Every ----------------------------------------------------------------------------------
@@ -309,7 +300,9 @@ class Every(Trigger):
         return _with_window(data, self.start_at, self.end_at)
 
     def describe(self) -> str:
-        return f"every {_fmt_duration(self.interval_ms)}{_window(self.start_at, self.end_at)}"
+        from .describe import window
+
+        return f"Every {_fmt_duration(self.interval_ms)}{window(self.start_at, self.end_at)}"
 
 
 def _with_window(
@@ -368,6 +361,20 @@ def _check_expr(expr: str) -> None:
         raise ValidationError(
             "trigger.expr", f"invalid cron expression {expr!r}: {reason}"
         ) from None
+
+
+def _hour_field(expr: str) -> str | None:
+    """The hour field of a 5-field expression or alias (None for ``@hourly``)."""
+    aliases = {"@hourly": None, "@daily": "0", "@midnight": "0", "@weekly": "0",
+               "@monthly": "0", "@yearly": "0", "@annually": "0"}  # fmt: skip
+    if expr.lower() in aliases:
+        return aliases[expr.lower()]
+    return expr.split()[1]
+
+
+def _exists(naive: datetime, tz: ZoneInfo) -> bool:
+    """True unless the wall time ``naive`` falls in a gap (the clock jumped over it)."""
+    return _wall(naive.replace(tzinfo=tz, fold=0).astimezone(UTC), tz) == naive
 
 
 def _wall(instant: datetime, tz: ZoneInfo) -> datetime:
@@ -437,6 +444,13 @@ class Cron(Trigger):
     def recurring(self) -> bool:
         return True
 
+    @property
+    def skips_gaps(self) -> bool:
+        """True when the hour field is a wildcard or a step (``*``, ``*/2``, ``1-23/2``,
+        ``@hourly``): such a cron's times in a spring gap are skipped, not moved."""
+        hour = _hour_field(self.expr)
+        return hour is None or "*" in hour or "/" in hour
+
     def next(self, after: datetime) -> datetime | None:
         from croniter import CroniterError, croniter
 
@@ -450,8 +464,12 @@ class Cron(Trigger):
         base = _wall(after, zone).replace(second=0, microsecond=0)
         try:
             candidates = croniter(self.expr, base)
+            skips = self.skips_gaps
             for _ in range(_MAX_CRON_STEPS):
-                fire = _instant(candidates.get_next(datetime), zone)
+                naive = candidates.get_next(datetime)
+                if skips and not _exists(naive, zone):
+                    continue  # a stepped hour's time in a spring gap: skipped, as Vixie cron
+                fire = _instant(naive, zone)
                 if fire <= after:
                     # The repeated hour (after `after` lies in its second occurrence) or a gap
                     # candidate that maps onto an instant already passed.
@@ -468,7 +486,9 @@ class Cron(Trigger):
         return _with_window(data, self.start_at, self.end_at)
 
     def describe(self) -> str:
-        return f"cron {self.expr!r} {self.tz}{_window(self.start_at, self.end_at)}"
+        from .describe import describe_cron
+
+        return describe_cron(self.expr, self.tz, self.start_at, self.end_at)
 
 
 # --- from a stored spec ---------------------------------------------------------------------
@@ -518,4 +538,10 @@ def trigger_from_dict(data: dict[str, Any]) -> Trigger:
             start_at=_time_field(data, "start_at"),
             end_at=_time_field(data, "end_at"),
         )
-    raise ValidationError("trigger.type", f"must be 'at', 'every' or 'cron', got {kind!r}")
+    if kind == "rrule":
+        from .recurrence import rrule_from_dict
+
+        return rrule_from_dict(data)
+    raise ValidationError(
+        "trigger.type", f"must be 'at', 'every', 'cron' or 'rrule', got {kind!r}"
+    )
