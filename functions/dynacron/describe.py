@@ -114,20 +114,38 @@ def _times(rule: RRule) -> list[str] | None:
 
 
 def _setpos_over_times(rule: RRule) -> bool:
-    """BYSETPOS selects among the times of one day (DAILY without day filters)."""
-    parsed = rule.parsed
-    return parsed.freq == "DAILY" and not parsed.byday and not any(
-        parsed.get(k) for k in ("BYMONTHDAY", "BYMONTH")
-    )
+    """BYSETPOS selects among the times of one day: under DAILY a period is one day, whatever
+    days the BY* day parts keep."""
+    return rule.parsed.freq == "DAILY"
 
 
 def _at_times(rule: RRule) -> str:
     times = _times(rule)
     if times is None:
         return " at the time of day it is created"
+    step = _even_step(times)
+    if step is not None:
+        return f", every {step} from {times[0]} to {times[-1]}"
     if len(times) > _MAX_TIMES_LISTED:
-        return f" {len(times)} times a day, {times[0]} to {times[-1]}"
+        return f", {len(times)} times a day from {times[0]} to {times[-1]}"
     return " at " + join(times)
+
+
+def _even_step(times: list[str]) -> str | None:
+    """'90 minutes' when more than three times are evenly spaced, else None."""
+    if len(times) <= 3:
+        return None
+    seconds = [sum(int(p) * f for p, f in zip(t.split(":"), (3600, 60, 1), strict=False))
+               for t in times]  # fmt: skip
+    steps = {b - a for a, b in zip(seconds, seconds[1:], strict=False)}
+    if len(steps) != 1:
+        return None
+    step = steps.pop()
+    for size, unit in ((3600, "hour"), (60, "minute"), (1, "second")):
+        if step % size == 0:
+            n = step // size
+            return f"{n} {unit}{'s' if n > 1 else ''}"
+    return None
 
 
 def _head(rule: RRule) -> str:
