@@ -10,6 +10,7 @@ when a description is asked for (CLI and UI), never in the Lambdas' hot path.
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -137,7 +138,7 @@ def _even_step(times: list[str]) -> str | None:
         return None
     seconds = [sum(int(p) * f for p, f in zip(t.split(":"), (3600, 60, 1), strict=False))
                for t in times]  # fmt: skip
-    steps = {b - a for a, b in zip(seconds, seconds[1:], strict=False)}
+    steps = {b - a for a, b in itertools.pairwise(seconds)}
     if len(steps) != 1:
         return None
     step = steps.pop()

@@ -79,7 +79,7 @@ _MONTH_WORDS = {
          ("may",), ("june", "jun"), ("july", "jul"), ("august", "aug"),
          ("september", "sep", "sept"), ("october", "oct"), ("november", "nov"),
          ("december", "dec")]
-    )  # fmt: skip
+    )
     for name in names
 }
 _ORDINAL_WORDS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "last": -1}
