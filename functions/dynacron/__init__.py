@@ -27,9 +27,9 @@ _WHERE = {
     "when": "phrases", "RRule": "recurrence",
 }
 __all__ = [
-    "At", "Cron", "DynacronError", "Every", "MisfirePolicy", "RetryPolicy", "Run", "RunContext",
-    "RunStatus", "Scheduler", "Task", "TaskNotFound", "TaskStatus", "ValidationError", "handler",
-    "RRule", "when",
+    "At", "Cron", "DynacronError", "Every", "MisfirePolicy", "RRule", "RetryPolicy", "Run",
+    "RunContext", "RunStatus", "Scheduler", "Task", "TaskNotFound", "TaskStatus",
+    "ValidationError", "handler", "when",
 ]
 __version__ = "0.1.0"
 
