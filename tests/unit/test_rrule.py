@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -537,3 +538,65 @@ def test_round_trip_with_exclusions() -> None:
     with pytest.raises(ValidationError) as info:
         trigger_from_dict({**spec, "exclude": ["not a date"]})
     assert info.value.field == "trigger.exclude"
+
+
+# --- through storage: a task fires where `dynacron next` said it would ---------------------
+
+
+def _previewed(args: list[str], after: datetime, count: int) -> list[int]:
+    """Fire times (epoch ms) printed by `dynacron next --json` for these trigger options."""
+    from click.testing import CliRunner
+
+    from dynacron.cli import cli
+
+    iso = after.isoformat().replace("+00:00", "Z")
+    out = CliRunner().invoke(cli, ["next", *args, "-n", str(count), "--after", iso, "--json"])
+    assert out.exit_code == 0, out.output
+    fires = json.loads(out.stdout)["fires"]
+    return [int(datetime.fromisoformat(f["utc"].replace("Z", "+00:00")).timestamp() * 1000)
+            for f in fires]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "trigger", "start"),
+    [
+        (["--when", "every other tuesday at 9:34am", "--tz", BERLIN],
+         lambda: when_("every other tuesday at 9:34am", BERLIN), utc(2026, 3, 2, 12)),
+        (["--rrule", "FREQ=MONTHLY;BYDAY=-1FR;BYHOUR=17;BYMINUTE=0;BYSECOND=0", "--tz", NY],
+         lambda: RRule("FREQ=MONTHLY;BYDAY=-1FR;BYHOUR=17;BYMINUTE=0;BYSECOND=0", tz=NY),
+         utc(2026, 2, 20, 12)),
+        # across Berlin's spring gap: 02:07 is skipped, 03:07 CEST follows 01:07 CET
+        (["--rrule", "FREQ=HOURLY;BYMINUTE=7;BYSECOND=0", "--tz", BERLIN],
+         lambda: RRule("FREQ=HOURLY;BYMINUTE=7;BYSECOND=0", tz=BERLIN), utc(2026, 3, 28, 23, 30)),
+        (["--when", "every day at 2:30", "--tz", NY],  # a Cron, across New York's spring gap
+         lambda: when_("every day at 2:30", NY), utc(2026, 3, 6, 12)),
+    ],
+    ids=["when-every-other-tuesday", "rrule-last-friday", "rrule-hourly-dst", "when-cron-dst"],
+)  # fmt: skip
+def test_task_fires_where_next_said(env, args, trigger, start) -> None:
+    from dynacron import Scheduler
+
+    env.clock.set(start)
+    scheduler = Scheduler(
+        settings=replace(env.settings, queue_url=None), clock=env.clock, sqs=env.sqs
+    )
+    expected = _previewed(args, start, 4)
+    task = scheduler.schedule("noop", {}, trigger=trigger())
+    assert task.trigger == trigger().anchored(start)  # read back from the table as written
+    assert int(task.next_fire_at.timestamp() * 1000) == expected[0]
+    for fire_ms in expected:
+        env.clock.set(datetime.fromtimestamp(fire_ms / 1000 - 30, UTC))
+        env.dispatcher().poll()
+    # (a run nobody executes is sent again when its lease expires: count occurrences once)
+    sent = sorted({json.loads(e["MessageBody"])["scheduled_for"] for e in env.sqs.sent})
+    assert sent == expected
+    # the chain's next run is the fifth previewed fire
+    assert int(scheduler.get(task.task_id).next_fire_at.timestamp() * 1000) == _previewed(
+        args, start, 5
+    )[4]
+
+
+def when_(text: str, tz: str) -> Trigger:
+    from dynacron import when
+
+    return when(text, tz=tz)
