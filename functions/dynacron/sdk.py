@@ -169,9 +169,7 @@ class Scheduler:
             raise ValidationError("lane", f"unknown lane {lane!r} (configure DYNACRON_LANE_QUEUES)")
         payload_text = _payload_text({} if payload is None else payload)
         if not isinstance(trigger, Trigger):
-            raise ValidationError(
-                "trigger", "must be At(...), Every(...), Cron(...), RRule(...) or when('...')"
-            )
+            raise ValidationError("trigger", "must be At(...), Every(...) or Cron(...)")
         retry = RetryPolicy() if retry is None else retry
         if not isinstance(retry, RetryPolicy):
             raise ValidationError("retry", "must be a RetryPolicy")
