@@ -75,7 +75,7 @@ def _every(freq: str, interval: int) -> str:
     unit = _UNITS[freq]
     if interval == 1:
         return f"Every {unit}"
-    if interval == 2:
+    if interval == 2 and freq in ("YEARLY", "MONTHLY", "WEEKLY", "DAILY"):
         return f"Every other {unit}"
     return f"Every {interval} {unit}s"
 

@@ -375,6 +375,10 @@ def test_describe() -> None:
     assert RRule("FREQ=MINUTELY;INTERVAL=15;BYHOUR=9,10").describe() == (
         "Every 15 minutes during hours 9 and 10 (UTC)"
     )
+    assert RRule("FREQ=SECONDLY;INTERVAL=2;COUNT=3").describe() == "Every 2 seconds, 3 times (UTC)"
+    assert RRule("FREQ=DAILY;INTERVAL=2;BYHOUR=7;BYMINUTE=0").describe() == (
+        "Every other day at 07:00 (UTC)"
+    )
 
 
 # --- daylight saving (both 2026 transitions, Berlin and New York) --------------------------
