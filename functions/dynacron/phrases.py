@@ -705,7 +705,7 @@ def _yearly(spec: _Spec, times: list[Time], tz: str) -> Trigger:
 # --- the public function -------------------------------------------------------------------
 
 
-def when(text: str, tz: str = "UTC", *, now: datetime | None = None) -> Trigger:
+def when(text: str, tz: str | ZoneInfo = "UTC", *, now: datetime | None = None) -> Trigger:
     """An exact ``At``, ``Every``, ``Cron`` or ``RRule`` for an English phrase (see module doc).
 
     ``tz`` is the IANA zone the phrase's wall-clock times are read in; ``now`` (aware, default
@@ -716,6 +716,10 @@ def when(text: str, tz: str = "UTC", *, now: datetime | None = None) -> Trigger:
         raise _refuse(f"must be a string, got {type(text).__name__}")
     if len(text) > 200:
         raise _refuse(f"is {len(text)} characters long, at most 200 allowed")
+    if isinstance(tz, ZoneInfo):
+        tz = tz.key
+    if not isinstance(tz, str):
+        raise ValidationError("trigger.tz", f"must be an IANA time zone name, got {tz!r}")
     zone(tz)
     moment = datetime.now(UTC) if now is None else now
     if moment.tzinfo is None or moment.utcoffset() is None:

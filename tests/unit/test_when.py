@@ -253,9 +253,16 @@ def test_refused_phrases_say_what_was_not_understood(phrase: str, fragment: str)
         assert "examples: 'every 15 minutes'" in info.value.message
 
 
+def test_accepts_a_zoneinfo() -> None:
+    assert when("weekdays at 8:00", tz=ZoneInfo(BERLIN)) == cron("0 8 * * MON-FRI")
+
+
 def test_refuses_bad_arguments() -> None:
     with pytest.raises(ValidationError) as info:
         when("every day", tz="Mars/Olympus")
+    assert info.value.field == "trigger.tz"
+    with pytest.raises(ValidationError) as info:
+        when("every day", tz=5)  # type: ignore[arg-type]
     assert info.value.field == "trigger.tz"
     with pytest.raises(ValidationError) as info:
         when(42)  # type: ignore[arg-type]
