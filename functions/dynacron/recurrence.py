@@ -443,11 +443,10 @@ class RRule(Trigger):
     def _check_fires(self, parsed: _Parsed) -> None:
         if not _day_filters_match(parsed):
             raise _bad(f"{self.rule!r} never fires: no day matches its BY* day parts")
-        probe = self if self.start_at is not None else replace(
-            self, start_at=datetime(2000, 1, 1, tzinfo=UTC), end_at=None
-        )
+        if self.start_at is None:
+            return  # whether DTSTART's phase ever meets the rule is checked once anchored
         try:
-            first = probe.first(probe.start_at)  # type: ignore[arg-type]
+            first = self.first(self.start_at)
         except ValueError as exc:  # dateutil's own "generates an empty set"
             raise _bad(f"{self.rule!r} never fires: {exc}") from None
         if first is None and (self.end_at is None and self._until() is None):

@@ -263,6 +263,19 @@ def test_never_fires_because_of_its_start_is_refused_within_a_second() -> None:
         RRule("FREQ=DAILY;INTERVAL=7;BYDAY=MO", start_at=START)  # 2026-01-01 is a Thursday
     assert time.perf_counter() - began < 5
     RRule("FREQ=DAILY;INTERVAL=7;BYDAY=TH", start_at=START)  # the same rule that does fire
+    # Unanchored, the rule may fire or not depending on the creation day: decided on anchoring.
+    rule = RRule("FREQ=DAILY;INTERVAL=7;BYDAY=MO")
+    assert rule.anchored(utc(2026, 1, 5)).first(utc(2026, 1, 5)) == utc(2026, 1, 5)  # a Monday
+    with pytest.raises(ValidationError, match="never fires"):
+        rule.anchored(START)
+
+
+def test_schedule_refuses_a_rule_that_never_fires_from_its_creation(env) -> None:
+    env.clock.set(START)  # a Thursday
+    with pytest.raises(ValidationError) as info:
+        env.scheduler().schedule("noop", {}, trigger=RRule("FREQ=DAILY;INTERVAL=7;BYDAY=MO"))
+    assert info.value.field == "trigger.rule"
+    assert env.table_items() == []  # nothing written
 
 
 @pytest.mark.parametrize(
