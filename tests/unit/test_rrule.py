@@ -617,3 +617,37 @@ def when_(text: str, tz: str) -> Trigger:
     from dynacron import when
 
     return when(text, tz=tz)
+
+
+# Re-anchoring and the 400-year shift must not change any answer: compare the first instance
+# at or after `at` with plain dateutil iterating from DTSTART (no shift, no re-anchoring).
+PHASE_RULES = [
+    "FREQ=DAILY;INTERVAL=3",
+    "FREQ=WEEKLY;INTERVAL=2;BYDAY=TU",
+    "FREQ=WEEKLY;INTERVAL=3;WKST=SU;BYDAY=SU,TU;BYSETPOS=-1",
+    "FREQ=MONTHLY;INTERVAL=5;BYDAY=-1FR",
+    "FREQ=MONTHLY;BYMONTHDAY=31",
+    "FREQ=MONTHLY;INTERVAL=2",
+    "FREQ=YEARLY;INTERVAL=3",
+    "FREQ=YEARLY;BYWEEKNO=1,53;BYDAY=MO",
+    "FREQ=YEARLY;INTERVAL=2;BYYEARDAY=-1,60",
+    "FREQ=HOURLY;INTERVAL=7",
+    "FREQ=HOURLY;INTERVAL=5;BYHOUR=1,6,11",
+    "FREQ=MINUTELY;INTERVAL=997",
+    "FREQ=DAILY;INTERVAL=10;BYMONTH=2",
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rule=st.sampled_from(PHASE_RULES),
+    start=st.datetimes(datetime(2020, 1, 1), datetime(2024, 1, 1)),
+    gap=st.timedeltas(timedelta(0), timedelta(days=3 * 366)),
+)
+def test_reanchored_evaluation_equals_plain_dateutil(rule, start, gap) -> None:
+    from dynacron.recurrence import _candidates, parse_rule
+
+    start = start.replace(microsecond=0)
+    at = (start + gap).replace(microsecond=0)
+    reference = rrulestr("RRULE:" + rule, dtstart=start, cache=False).after(at, inc=True)
+    assert next(iter(_candidates(parse_rule(rule), start, at)), None) == reference
