@@ -24,7 +24,7 @@ Common rules:
   seconds (whole minutes except in zones with historical second offsets); Every fires may carry
   milliseconds.
 
-Daylight-saving time (Cron only; At and Every are instants and ignore wall clocks):
+Daylight-saving time (Cron and RRule; At and Every are instants and ignore wall clocks):
 
 - Candidates are generated over naive local wall-clock times and each is mapped to one instant.
 - A wall time that exists once fires at that instant.
@@ -33,12 +33,19 @@ Daylight-saving time (Cron only; At and Every are instants and ignore wall clock
   Europe/Berlin fires at 00:30Z on 2026-10-25, not also at 01:30Z; an hourly cron in New York
   fires at 05:00Z (01:00 EDT) and then 07:00Z (02:00 EST) on 2026-11-01. Consequence: a cron
   that fires within the hour (``*/5 * * * *``) is silent for the repeated hour.
-- A wall time that does not exist (spring gap) fires once at the transition instant, the first
-  valid instant after the gap: ``30 2 * * *`` in Europe/Berlin fires at 01:00Z (03:00 CEST) on
-  2026-03-29. When several candidates map to the same instant (an hourly cron's 02:00 in the gap
-  and 03:00 itself), it fires once.
-- So a daily job never fires twice a day and never skips a day; its interval can stretch or
-  shrink by the DST shift around a transition.
+- A wall time that does not exist (spring gap) depends on the hour field. A fixed hour (``2``,
+  ``1-3``, ``1,2``) fires once at the transition instant, the first valid instant after the
+  gap: ``30 2 * * *`` in Europe/Berlin fires at 01:00Z (03:00 CEST) on 2026-03-29; when several
+  candidates map to the same instant it fires once. A wildcard or stepped hour (``*``, ``*/2``,
+  ``1-23/2``, ``@hourly``) skips the times in the gap, as Vixie cron, cronsim and croniter do:
+  London's ``7 * * * *`` fires at 00:07Z and then 01:07Z (02:07 BST), 23 times that day.
+- So a fixed-time daily job fires once per calendar day, its interval stretching or shrinking
+  by the DST shift around a transition, except where a gap ends at local midnight: in
+  America/Nuuk (23:00 -> 00:00 on 2026-03-28) ``30 23 * * *`` has no 23:30 on the 28th and
+  fires at 00:00 on the 29th, which then has two runs and the 28th none.
+
+``RRule`` (``dynacron.recurrence``) follows the same rules, its sub-daily frequencies without
+``BYHOUR`` counting as a stepped hour.
 
 ``At.first(now)`` returns ``when`` even if it is in the past: whether a missed one-shot still
 runs is decided by ``validate_for_schedule`` (grace at creation) and the misfire policy.
