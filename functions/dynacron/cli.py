@@ -2,10 +2,12 @@
 
 Commands::
 
-    dynacron schedule TASK_TYPE (--at ISO | --every SECONDS | --cron EXPR [--tz TZ]) ...
+    dynacron schedule TASK_TYPE (--at ISO | --every SECONDS | --cron EXPR | --rrule RULE |
+                                 --when TEXT) [--tz TZ] ...
     dynacron list | show TASK_ID | runs TASK_ID
     dynacron cancel | pause | resume | trigger TASK_ID
-    dynacron next (--at ISO | --every SECONDS | --cron EXPR [--tz TZ]) [-n 5] [--after ISO]
+    dynacron next (--at ISO | --every SECONDS | --cron EXPR | --rrule RULE | --when TEXT)
+                  [--tz TZ] [-n 5] [--after ISO]
     dynacron dlq list | dlq redrive (--all | TASK_ID RUN_ID)
     dynacron local [--port 8765] [--handlers mod[,mod]] [--demo] [--duration S] [--shards N]
 
@@ -597,8 +599,8 @@ def _trigger_options(func: Any) -> Any:
         click.option(
             "--tz", metavar="TZ", help="IANA time zone of --cron/--rrule/--when (default UTC)."
         ),
-        click.option("--start-at", type=INSTANT, help="First fire not before (--every/--cron)."),
-        click.option("--end-at", type=INSTANT, help="No fire after (--every/--cron)."),
+        click.option("--start-at", type=INSTANT, help="First fire not before; DTSTART of --rrule."),
+        click.option("--end-at", type=INSTANT, help="No fire after (not with --at)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -707,7 +709,7 @@ def schedule(
     misfire: str,
     as_json: bool,
 ) -> None:
-    """Create a task: exactly one of --at, --every, --cron."""
+    """Create a task: exactly one of --at, --every, --cron, --rrule, --when."""
     payload = _payload(payload_text, payload_file)
     trigger = _build_trigger(at, every, cron, tz, start_at, end_at)
     default = RetryPolicy()
