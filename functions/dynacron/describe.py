@@ -145,7 +145,7 @@ def _even_step(times: list[str]) -> str | None:
     for size, unit in ((3600, "hour"), (60, "minute"), (1, "second")):
         if step % size == 0:
             n = step // size
-            return f"{n} {unit}{'s' if n > 1 else ''}"
+            return unit if n == 1 else f"{n} {unit}s"
     return None
 
 

@@ -634,7 +634,10 @@ def _rrule(head: str, times: list[Time], tz: str) -> Trigger:
         seconds = sorted({t[2] for t in times})
         product = sorted((h, m, s) for h in hours for m in minutes for s in seconds)
         if len(product) > 366:
-            raise _refuse("too many distinct times in one day (at most 366 grid positions)")
+            raise _refuse(
+                f"{len(times)} times a day on a grid of {len(product)} is more than one RRULE "
+                "can pick (BYSETPOS: 366); a cron such as '*/2 6-19 * * *' may say it"
+            )
         setpos = ";BYSETPOS=" + _csv([product.index(t) + 1 for t in times])
         if not head.startswith("FREQ=DAILY"):
             raise _refuse("times that are not a grid (9:30 and 17:15) need a daily phrase")

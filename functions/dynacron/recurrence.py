@@ -77,7 +77,7 @@ __all__ = ["MAX_COUNT", "MAX_EXCLUDE", "RRule"]
 
 MAX_COUNT = 1000
 MAX_EXCLUDE = 1000
-MAX_RULE_LENGTH = 1000
+MAX_RULE_LENGTH = 2000  # room for a BYSETPOS list of 366 positions (when() windows)
 _MAX_CANDIDATES = 10_000
 _CYCLE_YEARS = 400  # the Gregorian calendar repeats exactly every 400 years
 _SHIFT_FLOOR = 9100  # shifted search start lands in [9100, 9599]; dateutil stops after 9999

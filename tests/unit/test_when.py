@@ -206,6 +206,9 @@ def test_describe_reads_like_the_phrase() -> None:
     assert when("every 90 minutes from 8:00 to 18:00", tz=BERLIN).describe() == (
         "Every day, every 90 minutes from 08:00 to 17:00 (Europe/Berlin)"
     )
+    assert when("every minute from 8:00 to 13:00").describe() == (
+        "Every day, every minute from 08:00 to 13:00 (UTC)"
+    )
     assert when("every day at 9:30 and 17:15").describe() == (
         "Every day at 09:30 and 17:15 (UTC)"
     )
@@ -240,6 +243,7 @@ REFUSED: list[tuple[str, str]] = [
     ("every 7 minutes on mondays", "give a window"),
     ("at midnight every day", "say when"),
     ("on the last friday and 15th of the month", "not both"),
+    ("every 2 minutes from 6:00 to 20:00", "more than one RRULE can pick"),
 ]
 
 
