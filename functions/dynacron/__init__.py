@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .errors import DynacronError, TaskNotFound, ValidationError
+    from .phrases import when
+    from .recurrence import RRule
     from .registry import handler
     from .sdk import Scheduler
     from .triggers import At, Cron, Every
@@ -22,10 +24,12 @@ _WHERE = {
     "handler": "registry", "Scheduler": "sdk", "At": "triggers", "Cron": "triggers",
     "Every": "triggers", "MisfirePolicy": "types", "RetryPolicy": "types", "Run": "types",
     "RunContext": "types", "RunStatus": "types", "Task": "types", "TaskStatus": "types",
+    "when": "phrases", "RRule": "recurrence",
 }
 __all__ = [
-    "At", "Cron", "DynacronError", "Every", "MisfirePolicy", "RetryPolicy", "Run", "RunContext",
-    "RunStatus", "Scheduler", "Task", "TaskNotFound", "TaskStatus", "ValidationError", "handler",
+    "At", "Cron", "DynacronError", "Every", "MisfirePolicy", "RRule", "RetryPolicy", "Run",
+    "RunContext", "RunStatus", "Scheduler", "Task", "TaskNotFound", "TaskStatus",
+    "ValidationError", "handler", "when",
 ]
 __version__ = "0.1.0"
 

@@ -2,11 +2,13 @@
 
 Commands::
 
-    dynacron schedule TASK_TYPE (--at ISO | --every SECONDS | --cron EXPR [--tz TZ]) ...
+    dynacron schedule TASK_TYPE (--at ISO | --every SECONDS | --cron EXPR | --rrule RULE |
+                                 --when TEXT) [--tz TZ] ...
     dynacron schedule --target TARGET [--method M] [--header N:V] [--secret REF] (--at|...) ...
     dynacron list | show TASK_ID | runs TASK_ID
     dynacron cancel | pause | resume | trigger TASK_ID
-    dynacron next (--at ISO | --every SECONDS | --cron EXPR [--tz TZ]) [-n 5] [--after ISO]
+    dynacron next (--at ISO | --every SECONDS | --cron EXPR | --rrule RULE | --when TEXT)
+                  [--tz TZ] [-n 5] [--after ISO]
     dynacron dlq list | dlq redrive (--all | TASK_ID RUN_ID)
     dynacron local [--port 8765] [--handlers mod[,mod]] [--demo] [--duration S] [--shards N]
 
@@ -42,7 +44,7 @@ import re
 import sys
 import traceback
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -87,6 +89,8 @@ _FIELD_OPTIONS = {
     "trigger.interval": "--every",
     "trigger.expr": "--cron",
     "trigger.tz": "--tz",
+    "trigger.rule": "--rrule",
+    "when": "--when",
     "trigger.start_at": "--start-at",
     "trigger.end_at": "--end-at",
     "retry.max_attempts": "--max-attempts",
@@ -358,6 +362,8 @@ def _jsonable(value: Any) -> Any:
         return value.value
     if isinstance(value, datetime):
         return _iso(value)
+    if isinstance(value, date):  # an RRule's excluded local date
+        return value.isoformat()
     if isinstance(value, timedelta):
         return value.total_seconds()
     if isinstance(value, Decimal):
@@ -373,14 +379,22 @@ def _print_json(value: Any) -> None:
     click.echo(json.dumps(_jsonable(value), indent=2, ensure_ascii=False, sort_keys=False))
 
 
-def _console() -> Any:
+def _console(width: int | None = None) -> Any:
     from rich.console import Console
 
     console = Console(stderr=False, highlight=False, markup=False, emoji=False)
     if not console.is_terminal and not os.environ.get("COLUMNS"):
-        # Piped or captured: do not squeeze tables into 80 columns.
-        console = Console(stderr=False, highlight=False, markup=False, emoji=False, width=200)
+        # Piped or captured: do not squeeze tables into 80 columns (unless asked to).
+        console = Console(
+            stderr=False, highlight=False, markup=False, emoji=False, width=width or 200
+        )
+    elif width is not None and console.width > width:
+        console = Console(stderr=False, highlight=False, markup=False, emoji=False, width=width)
     return console
+
+
+#: Tables of triggers (list, show, next) wrap their descriptions to stay within a terminal.
+_NARROW = 80
 
 
 def _text(value: Any) -> Any:
@@ -395,19 +409,24 @@ def _text(value: Any) -> Any:
     return Text(str(value))
 
 
-def _table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> None:
+def _table(
+    title: str | None,
+    columns: Iterable[str],
+    rows: Iterable[Iterable[Any]],
+    width: int | None = None,
+) -> None:
     from rich.table import Table
 
     table = Table(title=title, title_justify="left", show_lines=False)
     for col in columns:
-        wide = col in ("error", "reason", "trigger", "payload")
+        wide = col in ("error", "reason", "trigger", "payload", "task")
         table.add_column(col, overflow="fold", no_wrap=not wide)
     for row in rows:
         table.add_row(*(_text(v) for v in row))
-    _console().print(table)
+    _console(width).print(table)
 
 
-def _kv(title: str | None, pairs: Iterable[tuple[str, Any]]) -> None:
+def _kv(title: str | None, pairs: Iterable[tuple[str, Any]], width: int | None = None) -> None:
     from rich.table import Table
 
     table = Table(title=title, title_justify="left", show_header=False)
@@ -415,7 +434,7 @@ def _kv(title: str | None, pairs: Iterable[tuple[str, Any]]) -> None:
     table.add_column("value", overflow="fold")
     for key, value in pairs:
         table.add_row(_text(key), _text(value))
-    _console().print(table)
+    _console(width).print(table)
 
 
 def _compact(value: Any) -> str:
@@ -432,6 +451,7 @@ def _show_task(task: Any, title: str | None = None) -> None:
             ("target", _target_line(task.target)),
             ("status", task.status),
             ("trigger", task.trigger.describe()),
+            ("trigger_spec", _compact(_trigger_spec(task.trigger))),
             ("next_fire_at", task.next_fire_at),
             ("payload", _compact(task.payload)),
             (
@@ -447,6 +467,7 @@ def _show_task(task: Any, title: str | None = None) -> None:
             ("updated_at", task.updated_at),
             ("version", task.version),
         ],
+        width=_NARROW,
     )
 
 
@@ -462,6 +483,15 @@ def _target_line(target: Any) -> str | None:
         if extras.get(key):
             line += f" {key}={extras[key]}"
     return line
+
+
+def _trigger_spec(trigger: Trigger) -> dict[str, Any]:
+    """The trigger as stored, times as ISO 8601: the exact expression behind describe()."""
+    spec = trigger.to_dict()
+    for key in ("when", "start_at", "end_at"):
+        if key in spec:
+            spec[key] = _iso(getattr(trigger, key))
+    return spec
 
 
 def _run_row(run: Any) -> list[Any]:
@@ -520,21 +550,65 @@ def _build_trigger(
     *,
     tz_for_display: bool = False,
 ) -> Trigger:
-    given = [n for n, v in (("--at", at), ("--every", every), ("--cron", cron)) if v is not None]
+    meta = click.get_current_context().meta
+    phrase, rule = meta.get("dynacron.when"), meta.get("dynacron.rrule")
+    options = (("--at", at), ("--every", every), ("--cron", cron), ("--when", phrase),
+               ("--rrule", rule))  # fmt: skip
+    given = [n for n, v in options if v is not None]
     if not given:
-        raise click.UsageError("give one trigger: --at ISO8601, --every SECONDS or --cron EXPR")
+        raise click.UsageError(
+            "give one trigger: --at ISO8601, --every SECONDS, --cron EXPR, --rrule RULE or "
+            "--when TEXT"
+        )
     if len(given) > 1:
         raise click.UsageError(f"give exactly one trigger option, got {' and '.join(given)}")
     if at is not None and (start_at is not None or end_at is not None):
         raise click.UsageError("--start-at and --end-at apply to --every and --cron, not --at")
-    if tz is not None and cron is None and not tz_for_display:
-        raise click.UsageError("--tz applies to --cron only")
+    if tz is not None and (at is not None or every is not None) and not tz_for_display:
+        raise click.UsageError("--tz applies to --cron, --rrule and --when only")
+    if phrase is not None or rule is not None:
+        return _calendar_trigger(phrase, rule, tz or "UTC", start_at, end_at)
     if at is not None:
         return At(at)
     if every is not None:
         return Every(every, start_at=start_at, end_at=end_at)
     assert cron is not None
     return Cron(cron, tz=tz or "UTC", start_at=start_at, end_at=end_at)
+
+
+def _calendar_trigger(
+    phrase: str | None,
+    rule: str | None,
+    tz: str,
+    start_at: datetime | None,
+    end_at: datetime | None,
+) -> Trigger:
+    """The trigger of --when TEXT (its window from --start-at/--end-at) or --rrule RULE."""
+    if rule is not None:
+        from .recurrence import RRule
+
+        return RRule(rule, tz=tz, start_at=start_at, end_at=end_at)
+    from .phrases import when
+
+    assert phrase is not None
+    trigger = when(phrase, tz=tz)
+    if start_at is None and end_at is None:
+        return trigger
+    if isinstance(trigger, At):
+        raise click.UsageError("--start-at and --end-at do not apply to a one-off --when")
+    return dataclasses.replace(trigger, start_at=start_at, end_at=end_at)  # type: ignore[type-var]
+
+
+def _remember(key: str) -> Any:
+    """A callback that keeps an option's value in the context (no new parameter for every
+    command that takes the trigger options)."""
+
+    def store(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is not None:
+            ctx.meta[key] = value
+        return value
+
+    return store
 
 
 def _zone(name: str) -> ZoneInfo:
@@ -551,9 +625,19 @@ def _trigger_options(func: Any) -> Any:
         click.option("--at", "at", type=INSTANT, help="Fire once at this instant (offset or Z)."),
         click.option("--every", type=DURATION, help="Fire every SECONDS (90, 5m, 1h30m)."),
         click.option("--cron", "cron", metavar="EXPR", help="5-field cron expression."),
-        click.option("--tz", metavar="TZ", help="IANA time zone of --cron (default UTC)."),
-        click.option("--start-at", type=INSTANT, help="First fire not before (--every/--cron)."),
-        click.option("--end-at", type=INSTANT, help="No fire after (--every/--cron)."),
+        click.option(
+            "--rrule", metavar="RULE", expose_value=False, callback=_remember("dynacron.rrule"),
+            help="RFC 5545 rule, e.g. 'FREQ=WEEKLY;BYDAY=TU;BYHOUR=9'.",
+        ),
+        click.option(
+            "--when", metavar="TEXT", expose_value=False, callback=_remember("dynacron.when"),
+            help="English, e.g. 'every other tuesday at 9:34'.",
+        ),
+        click.option(
+            "--tz", metavar="TZ", help="IANA time zone of --cron/--rrule/--when (default UTC)."
+        ),
+        click.option("--start-at", type=INSTANT, help="First fire not before; DTSTART of --rrule."),
+        click.option("--end-at", type=INSTANT, help="No fire after (not with --at)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -711,7 +795,7 @@ def schedule(
     header: tuple[str, ...] = (),
     secret: str | None = None,
 ) -> None:
-    """Create a task: exactly one of --at, --every, --cron; TASK_TYPE or --target."""
+    """Create a task: one of --at, --every, --cron, --rrule, --when; TASK_TYPE or --target."""
     runs_what = _what_runs(task_type, target, method, header, secret)
     payload = _payload(payload_text, payload_file)
     trigger = _build_trigger(at, every, cron, tz, start_at, end_at)
@@ -756,11 +840,15 @@ def list_cmd(cfg: _Config, status: str | None, task_type: str | None, as_json: b
         return
     _table(
         f"{len(tasks)} task(s)",
-        ("task_id", "task_type", "status", "trigger", "next_fire_at", "created_at"),
+        ("task", "trigger"),
         (
-            (t.task_id, t.task_type, t.status, t.trigger.describe(), t.next_fire_at, t.created_at)
+            (
+                f"{t.task_id}\n{t.task_type} · {t.status.value}",
+                f"{t.trigger.describe()}\nnext: {_iso(t.next_fire_at) or '-'}",
+            )
             for t in tasks
         ),
+        width=_NARROW,
     )
 
 
@@ -886,6 +974,7 @@ def next_cmd(
             (i, f"{_local_iso(f, zone)} {f.astimezone(zone).tzname()}", _iso(f), _delta(f - since))
             for i, f in enumerate(fires, 1)
         ),
+        width=_NARROW,
     )
 
 

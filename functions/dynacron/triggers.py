@@ -24,7 +24,7 @@ Common rules:
   seconds (whole minutes except in zones with historical second offsets); Every fires may carry
   milliseconds.
 
-Daylight-saving time (Cron only; At and Every are instants and ignore wall clocks):
+Daylight-saving time (Cron and RRule; At and Every are instants and ignore wall clocks):
 
 - Candidates are generated over naive local wall-clock times and each is mapped to one instant.
 - A wall time that exists once fires at that instant.
@@ -33,12 +33,19 @@ Daylight-saving time (Cron only; At and Every are instants and ignore wall clock
   Europe/Berlin fires at 00:30Z on 2026-10-25, not also at 01:30Z; an hourly cron in New York
   fires at 05:00Z (01:00 EDT) and then 07:00Z (02:00 EST) on 2026-11-01. Consequence: a cron
   that fires within the hour (``*/5 * * * *``) is silent for the repeated hour.
-- A wall time that does not exist (spring gap) fires once at the transition instant, the first
-  valid instant after the gap: ``30 2 * * *`` in Europe/Berlin fires at 01:00Z (03:00 CEST) on
-  2026-03-29. When several candidates map to the same instant (an hourly cron's 02:00 in the gap
-  and 03:00 itself), it fires once.
-- So a daily job never fires twice a day and never skips a day; its interval can stretch or
-  shrink by the DST shift around a transition.
+- A wall time that does not exist (spring gap) depends on the hour field. A fixed hour (``2``,
+  ``1-3``, ``1,2``) fires once at the transition instant, the first valid instant after the
+  gap: ``30 2 * * *`` in Europe/Berlin fires at 01:00Z (03:00 CEST) on 2026-03-29; when several
+  candidates map to the same instant it fires once. A wildcard or stepped hour (``*``, ``*/2``,
+  ``1-23/2``, ``@hourly``) skips the times in the gap, as Vixie cron, cronsim and croniter do:
+  London's ``7 * * * *`` fires at 00:07Z and then 01:07Z (02:07 BST), 23 times that day.
+- So a fixed-time daily job fires once per calendar day, its interval stretching or shrinking
+  by the DST shift around a transition, except where a gap ends at local midnight: in
+  America/Nuuk (23:00 -> 00:00 on 2026-03-28) ``30 23 * * *`` has no 23:30 on the 28th and
+  fires at 00:00 on the 29th, which then has two runs and the 28th none.
+
+``RRule`` (``dynacron.recurrence``) follows the same rules, its sub-daily frequencies without
+``BYHOUR`` counting as a stepped hour.
 
 ``At.first(now)`` returns ``when`` even if it is in the past: whether a missed one-shot still
 runs is decided by ``validate_for_schedule`` (grace at creation) and the misfire policy.
@@ -131,15 +138,6 @@ def _fmt_duration(ms: int) -> str:
     if ms or not parts:
         parts.append(f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms / 1000:g}s")
     return "".join(parts)
-
-
-def _window(start_at: datetime | None, end_at: datetime | None) -> str:
-    text = ""
-    if start_at is not None:
-        text += f" from {_fmt_time(start_at)}"
-    if end_at is not None:
-        text += f" until {_fmt_time(end_at)}"
-    return text
 
 
 def _check_window(start_at: datetime | None, end_at: datetime | None) -> None:
@@ -241,7 +239,7 @@ class At(Trigger):
         return {"type": "at", "when": to_ms(self.when)}
 
     def describe(self) -> str:
-        return f"at {_fmt_time(self.when)}"
+        return f"Once at {_fmt_time(self.when)}"
 
 
 # --- Every ----------------------------------------------------------------------------------
@@ -309,7 +307,9 @@ class Every(Trigger):
         return _with_window(data, self.start_at, self.end_at)
 
     def describe(self) -> str:
-        return f"every {_fmt_duration(self.interval_ms)}{_window(self.start_at, self.end_at)}"
+        from .describe import window
+
+        return f"Every {_fmt_duration(self.interval_ms)}{window(self.start_at, self.end_at)}"
 
 
 def _with_window(
@@ -368,6 +368,20 @@ def _check_expr(expr: str) -> None:
         raise ValidationError(
             "trigger.expr", f"invalid cron expression {expr!r}: {reason}"
         ) from None
+
+
+def _hour_field(expr: str) -> str | None:
+    """The hour field of a 5-field expression or alias (None for ``@hourly``)."""
+    aliases = {"@hourly": None, "@daily": "0", "@midnight": "0", "@weekly": "0",
+               "@monthly": "0", "@yearly": "0", "@annually": "0"}  # fmt: skip
+    if expr.lower() in aliases:
+        return aliases[expr.lower()]
+    return expr.split()[1]
+
+
+def _exists(naive: datetime, tz: ZoneInfo) -> bool:
+    """True unless the wall time ``naive`` falls in a gap (the clock jumped over it)."""
+    return _wall(naive.replace(tzinfo=tz, fold=0).astimezone(UTC), tz) == naive
 
 
 def _wall(instant: datetime, tz: ZoneInfo) -> datetime:
@@ -437,6 +451,13 @@ class Cron(Trigger):
     def recurring(self) -> bool:
         return True
 
+    @property
+    def skips_gaps(self) -> bool:
+        """True when the hour field is a wildcard or a step (``*``, ``*/2``, ``1-23/2``,
+        ``@hourly``): such a cron's times in a spring gap are skipped, not moved."""
+        hour = _hour_field(self.expr)
+        return hour is None or "*" in hour or "/" in hour
+
     def next(self, after: datetime) -> datetime | None:
         from croniter import CroniterError, croniter
 
@@ -450,8 +471,12 @@ class Cron(Trigger):
         base = _wall(after, zone).replace(second=0, microsecond=0)
         try:
             candidates = croniter(self.expr, base)
+            skips = self.skips_gaps
             for _ in range(_MAX_CRON_STEPS):
-                fire = _instant(candidates.get_next(datetime), zone)
+                naive = candidates.get_next(datetime)
+                if skips and not _exists(naive, zone):
+                    continue  # a stepped hour's time in a spring gap: skipped, as Vixie cron
+                fire = _instant(naive, zone)
                 if fire <= after:
                     # The repeated hour (after `after` lies in its second occurrence) or a gap
                     # candidate that maps onto an instant already passed.
@@ -468,7 +493,9 @@ class Cron(Trigger):
         return _with_window(data, self.start_at, self.end_at)
 
     def describe(self) -> str:
-        return f"cron {self.expr!r} {self.tz}{_window(self.start_at, self.end_at)}"
+        from .describe import describe_cron
+
+        return describe_cron(self.expr, self.tz, self.start_at, self.end_at)
 
 
 # --- from a stored spec ---------------------------------------------------------------------
@@ -518,4 +545,10 @@ def trigger_from_dict(data: dict[str, Any]) -> Trigger:
             start_at=_time_field(data, "start_at"),
             end_at=_time_field(data, "end_at"),
         )
-    raise ValidationError("trigger.type", f"must be 'at', 'every' or 'cron', got {kind!r}")
+    if kind == "rrule":
+        from .recurrence import rrule_from_dict
+
+        return rrule_from_dict(data)
+    raise ValidationError(
+        "trigger.type", f"must be 'at', 'every', 'cron' or 'rrule', got {kind!r}"
+    )

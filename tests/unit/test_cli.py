@@ -79,7 +79,7 @@ def test_schedule_each_trigger_then_list_show_runs(dc):
         "tz": "Europe/Berlin",
         "start_at": None,
         "end_at": None,
-        "description": "cron '30 2 * * *' Europe/Berlin",
+        "description": "At 02:30 (Europe/Berlin)",
     }
     nxt = datetime.fromisoformat(cron["next_fire_at"]).astimezone(UTC)
     assert nxt > datetime.now(UTC) and (nxt.minute, nxt.second) == (30, 0)

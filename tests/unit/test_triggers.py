@@ -130,6 +130,55 @@ def test_midnight_gap_fires_at_the_transition() -> None:
     assert cron.next(fire) == utc(2026, 9, 7, 3)
 
 
+def test_wildcard_hour_skips_the_spring_gap() -> None:
+    # London springs from 01:00 GMT to 02:00 BST on 2026-03-29: 01:07 does not exist.
+    cron = Cron("7 * * * *", tz="Europe/London")
+    day = [f for f in walk(cron, utc(2026, 3, 28, 23, 30), 30) if f and f < utc(2026, 3, 29, 23)]
+    assert day[:3] == [utc(2026, 3, 29, 0, 7), utc(2026, 3, 29, 1, 7), utc(2026, 3, 29, 2, 7)]
+    assert len(day) == 23  # 23 runs in the 23-hour day, none at the transition itself
+    # Berlin and New York, both 2026 transitions, an hourly step and a minute step.
+    assert walk(Cron("30 */1 * * *", tz="Europe/Berlin"), utc(2026, 3, 29, 0, 0), 2) == [
+        utc(2026, 3, 29, 0, 30),  # 01:30 CET
+        utc(2026, 3, 29, 1, 30),  # 03:30 CEST: 02:30 skipped (a fixed hour would fire 03:00)
+    ]
+    assert walk(Cron("*/20 * * * *", tz="America/New_York"), utc(2026, 3, 8, 6, 30), 3) == [
+        utc(2026, 3, 8, 6, 40),  # 01:40 EST
+        utc(2026, 3, 8, 7, 0),  # 03:00 EDT; 02:00-02:40 skipped
+        utc(2026, 3, 8, 7, 20),
+    ]
+    assert walk(Cron("10 */2 * * *", tz="America/New_York"), utc(2026, 11, 1, 3), 3) == [
+        utc(2026, 11, 1, 4, 10),  # 00:10 EDT
+        utc(2026, 11, 1, 7, 10),  # 02:10 EST (the repeated hour has no even hour)
+        utc(2026, 11, 1, 9, 10),
+    ]
+    assert walk(Cron("45 * * * *", tz="Europe/Berlin"), utc(2026, 10, 25, 0, 0), 3) == [
+        utc(2026, 10, 25, 0, 45),  # 02:45 CEST; 02:45 CET is the repeat: no fire
+        utc(2026, 10, 25, 2, 45),  # 03:45 CET
+        utc(2026, 10, 25, 3, 45),
+    ]
+
+
+def test_fixed_hour_still_fires_at_the_gap_end() -> None:
+    assert Cron("7 1 * * *", tz="Europe/London").next(utc(2026, 3, 28, 12)) == utc(2026, 3, 29, 1)
+    # A range or list of hours is fixed too: 02:30 -> 03:00 CEST, then 03:30 CEST itself.
+    assert walk(Cron("30 1-3 * * *", tz="Europe/Berlin"), utc(2026, 3, 29, 0, 15), 3) == [
+        utc(2026, 3, 29, 0, 30), utc(2026, 3, 29, 1, 0), utc(2026, 3, 29, 1, 30),
+    ]  # fmt: skip
+
+
+def test_gap_ending_at_midnight_moves_the_run_into_the_next_day() -> None:
+    # America/Nuuk springs from 23:00 (-02) to 00:00 (-01) on 2026-03-28: 23:30 on the 28th
+    # does not exist, so that day's run fires at the first instant after the gap, 00:00 on the
+    # 29th, which then has two runs (00:00 and 23:30) and the 28th none.
+    nuuk = ZoneInfo("America/Nuuk")
+    cron = Cron("30 23 * * *", tz="America/Nuuk")
+    fires = walk(cron, utc(2026, 3, 27, 12), 3)
+    assert fires == [utc(2026, 3, 28, 1, 30), utc(2026, 3, 29, 1, 0), utc(2026, 3, 30, 0, 30)]
+    assert [f.astimezone(nuuk).strftime("%d %H:%M") for f in fires] == [
+        "27 23:30", "29 00:00", "29 23:30",
+    ]  # fmt: skip
+
+
 def test_half_hour_dst_shift() -> None:
     # Lord Howe moves by 30 min: 2026-10-04 02:00 -> 02:30 local (+10:30 -> +11), at 15:30Z.
     cron = Cron("15 2 * * *", tz="Australia/Lord_Howe")
@@ -398,14 +447,19 @@ def test_validate_for_schedule_recurring() -> None:
 
 def test_describe() -> None:
     assert Cron("30 9 * * MON-FRI", tz="Europe/Berlin").describe() == (
-        "cron '30 9 * * MON-FRI' Europe/Berlin"
+        "At 09:30, Monday through Friday (Europe/Berlin)"
     )
-    assert At(utc(2026, 1, 1, 9)).describe() == "at 2026-01-01T09:00:00Z"
-    assert Every(5400).describe() == "every 1h30m"
+    assert Cron("*/15 * * * *").describe() == "Every 15 minutes (UTC)"
+    assert Cron("@daily", tz="Asia/Tokyo").describe() == "At 00:00 (Asia/Tokyo)"
+    assert Cron("0 0 L * *", end_at=utc(2027, 1, 1)).describe() == (
+        "At 00:00, on the last day of the month (UTC), until 2027-01-01T00:00:00Z"
+    )
+    assert At(utc(2026, 1, 1, 9)).describe() == "Once at 2026-01-01T09:00:00Z"
+    assert Every(5400).describe() == "Every 1h30m"
     assert Every(1.5, start_at=utc(2026, 1, 1), end_at=utc(2026, 1, 2)).describe() == (
-        "every 1.5s from 2026-01-01T00:00:00Z until 2026-01-02T00:00:00Z"
+        "Every 1.5s, from 2026-01-01T00:00:00Z, until 2026-01-02T00:00:00Z"
     )
-    assert Every(timedelta(days=1, seconds=61)).describe() == "every 1d1m1s"
+    assert Every(timedelta(days=1, seconds=61)).describe() == "Every 1d1m1s"
 
 
 def test_to_dict_shapes() -> None:
@@ -458,6 +512,8 @@ ZONES = [
     "America/New_York",
     "Australia/Lord_Howe",
     "Europe/Dublin",
+    "Europe/London",
+    "America/Nuuk",
     "America/Santiago",
     "Pacific/Chatham",
     "Asia/Kolkata",
@@ -471,6 +527,8 @@ EXPRS = [
     "0 0 L * *",
     "59 23 * * SUN",
     "*/20 1-2 * 3,4,9,10,11 *",
+    "7 * * * *",
+    "15,45 */2 * * *",
     "0 0 29 2 *",
 ]
 
@@ -548,6 +606,10 @@ def _fires(cron: Cron, instant: datetime) -> bool:
     wall = local.replace(tzinfo=None)
     if local.fold == 0 and wall.second == 0 and croniter.match(cron.expr, wall):
         return True  # a wall time that exists, at its first occurrence
+    aliases = {"@hourly": "*"}
+    hour = aliases.get(cron.expr, "0") if cron.expr.startswith("@") else cron.expr.split()[1]
+    if "*" in hour or "/" in hour:
+        return False  # a wildcard or stepped hour: times in a gap are skipped, not moved
     before = (instant - timedelta(seconds=1)).astimezone(zone).replace(tzinfo=None)
     if wall - before > timedelta(seconds=1):  # instant ends a gap: fires for the gap's minutes
         minute = (before + timedelta(minutes=1)).replace(second=0, microsecond=0)
