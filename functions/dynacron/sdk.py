@@ -19,7 +19,7 @@ from pynamodb.exceptions import TransactWriteError
 
 from .clock import Clock, SystemClock, from_ms, to_ms
 from .dispatch import Dispatcher
-from .errors import InvalidStateError, RunNotFound, TaskNotFound, ValidationError
+from .errors import InvalidStateError, RunNotFound, TaskNotFound, ValidationError, WaitTimeout
 from .registry import check_name
 from .settings import Settings
 from .store import (
@@ -51,6 +51,8 @@ from .types import (
 #: An ``At`` up to this far in the past is accepted and runs at once; older is refused.
 PAST_GRACE_SECONDS = 60.0
 _OPTIMISTIC_RETRIES = 5
+#: ``wait()`` without a run id looks at this many of the task's newest runs per poll.
+WAIT_WINDOW = 25
 
 
 @dataclass
@@ -288,6 +290,68 @@ class Scheduler:
         if row is None:
             raise RunNotFound(task_id, run_id)
         return run_from_row(row)
+
+    def wait(
+        self,
+        task_id: str,
+        run_id: str | None = None,
+        timeout: float | timedelta = 60,
+        *,
+        poll_interval: float | timedelta = 1.0,
+    ) -> Run:
+        """The run once it has finished (succeeded, dead, skipped or expired).
+
+        With ``run_id``, that run (at once if it already has); without, the next run of the task
+        to finish after this call (runs already finished do not count). Raises ``WaitTimeout``
+        (a ``TimeoutError``) when ``timeout`` seconds pass first, ``TaskNotFound`` or
+        ``RunNotFound`` for an id that does not exist. Polls every ``poll_interval`` seconds:
+        with ``run_id`` one GetItem, without it a GetItem of the task and one Query of its
+        ``WAIT_WINDOW`` newest runs (so a wait without ``run_id`` does not see a redrive of an
+        older run). Time passes on the Scheduler's clock: in ``dynacron.testing`` it is
+        virtual and waiting plays the deployment forward.
+        """
+        timeout_s = to_seconds(timeout, "timeout")
+        interval = to_seconds(poll_interval, "poll_interval")
+        if timeout_s < 0:
+            raise ValidationError("timeout", f"must be ≥ 0 seconds, got {timeout_s:g}")
+        if interval <= 0:
+            raise ValidationError("poll_interval", f"must be > 0 seconds, got {interval:g}")
+        deadline = self.clock.now() + timedelta(seconds=timeout_s)
+        check = self._finished_check(task_id, run_id)
+        while True:
+            found = check()
+            if found is not None:
+                return found
+            left = (deadline - self.clock.now()).total_seconds()
+            if left <= 0:
+                raise WaitTimeout(task_id, run_id, timeout_s)
+            # dynacron.testing's clock plays virtual time forward and wakes when a run finishes.
+            until_change = getattr(self.clock, "sleep_until_change", None)
+            if until_change is not None:
+                until_change(left)
+            else:
+                self.clock.sleep(min(interval, left))
+
+    def _finished_check(self, task_id: str, run_id: str | None) -> Callable[[], Run | None]:
+        """A function returning the awaited run once finished, else None."""
+        if run_id is not None:
+            self.get_run(task_id, run_id)  # RunNotFound now rather than a timeout later
+
+            def one() -> Run | None:
+                run = self.get_run(task_id, run_id)
+                return run if run.status.terminal else None
+
+            return one
+        done_before = {r.run_id for r in self.runs(task_id, WAIT_WINDOW) if r.status.terminal}
+
+        def next_one() -> Run | None:
+            done = [r for r in self.runs(task_id, WAIT_WINDOW) if r.status.terminal]
+            fresh = [r for r in done if r.run_id not in done_before]
+            if not fresh:
+                return None
+            return min(fresh, key=lambda r: (r.finished_at or r.scheduled_for, r.run_id))
+
+        return next_one
 
     # --- change --------------------------------------------------------------------------------
 

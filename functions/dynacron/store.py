@@ -289,6 +289,16 @@ class Store:
         rows = [self.models.Run.from_raw_data(item) for item in page.get("Items", [])]
         return rows, result.page_iter.last_evaluated_key
 
+    def next_due(self, shard: int, after_ms: int, until_ms: int) -> int | None:
+        """The earliest ``due_at`` in ``(after_ms, until_ms]`` of one shard, or None (one
+        Query returning at most one item: what ``dynacron.testing`` jumps its clock to)."""
+        model = self.models.Run
+        for row in model.due_index.query(
+            shard, model.due_at.between(after_ms + 1, until_ms), limit=1
+        ):
+            return int(row.due_at)
+        return None
+
     def new_run_row(self, **values: Any) -> RunRow:
         return self.models.Run(**values)
 
