@@ -693,15 +693,88 @@ def show(cfg: _Config, task_id: str, as_json: bool) -> None:
 @cli.command()
 @click.argument("task_id")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (with --follow: one a line).")
+@click.option("--follow", "-f", is_flag=True, help="Then print each run as it finishes.")
+@click.option("--timeout", "follow_s", type=DURATION, help="Stop following after this long.")
+@click.option("--count", "follow_n", type=click.IntRange(min=1), help="Stop after N runs.")
 @pass_config
-def runs(cfg: _Config, task_id: str, limit: int, as_json: bool) -> None:
-    """A task's runs, newest first."""
+def runs(
+    cfg: _Config,
+    task_id: str,
+    limit: int,
+    as_json: bool,
+    follow: bool,
+    follow_s: float | None,
+    follow_n: int | None,
+) -> None:
+    """A task's runs, newest first; --follow prints each run as it finishes (Ctrl-C stops)."""
+    if (follow_s is not None or follow_n is not None) and not follow:
+        raise click.UsageError("--timeout and --count apply to --follow")
     found = cfg.scheduler().runs(task_id, limit=limit)
+    if follow:
+        _follow(cfg.scheduler(), task_id, found, as_json, follow_s, follow_n)
+        return
     if as_json:
         _print_json(found)
         return
     _table(f"runs of {task_id} (newest first)", _RUN_COLUMNS, (_run_row(r) for r in found))
+
+
+def _follow(
+    scheduler: Any,
+    task_id: str,
+    shown: list[Any],
+    as_json: bool,
+    timeout_s: float | None,
+    count: int | None,
+) -> None:
+    """Print runs of ``task_id`` as they finish, oldest finish first, until time or count.
+
+    Polls the task's newest runs once a second (one GetItem and one Query of 25 items), the
+    same read as ``Scheduler.wait`` without a run id; it keeps its own set of runs seen so that
+    none finishing between two polls is missed.
+    """
+    from .sdk import WAIT_WINDOW
+
+    seen = {r.run_id for r in shown if r.status.terminal}
+    clock = scheduler.clock
+    end = None if timeout_s is None else clock.now() + timedelta(seconds=timeout_s)
+    printed = 0
+    if not as_json:
+        click.echo(f"following {task_id}: each run as it finishes (Ctrl-C to stop)")
+    try:
+        while count is None or printed < count:
+            fresh = [
+                r
+                for r in scheduler.runs(task_id, limit=WAIT_WINDOW)
+                if r.status.terminal and r.run_id not in seen
+            ]
+            for run in sorted(fresh, key=lambda r: (r.finished_at or r.scheduled_for, r.run_id)):
+                seen.add(run.run_id)
+                click.echo(json.dumps(_jsonable(run)) if as_json else _run_line(run))
+                printed += 1
+                if count is not None and printed >= count:
+                    return
+            if end is not None and clock.now() >= end:
+                return
+            clock.sleep(1.0 if end is None else min(1.0, (end - clock.now()).total_seconds()))
+    except KeyboardInterrupt:
+        return
+
+
+def _run_line(run: Any) -> str:
+    """One finished run on one line: time, id, status, attempts, lateness, result or error."""
+    late = run.lateness
+    outcome = run.error if run.error else _compact(run.result) if run.result is not None else ""
+    parts = [
+        _iso(run.finished_at) or "-",
+        run.run_id,
+        run.status.value,
+        f"attempt {run.attempt}/{run.max_attempts}",
+        "-" if late is None else f"late {late.total_seconds():.3f}s",
+        _one_line(outcome)[:200],
+    ]
+    return "  ".join(p for p in parts if p)
 
 
 # --- state changes -------------------------------------------------------------------------
