@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from .errors import DynacronError, TaskNotFound, ValidationError
     from .registry import handler
     from .sdk import Scheduler
+    from .stats import Stats
     from .triggers import At, Cron, Every
     from .types import MisfirePolicy, RetryPolicy, Run, RunContext, RunStatus, Task, TaskStatus
 
@@ -22,10 +23,12 @@ _WHERE = {
     "handler": "registry", "Scheduler": "sdk", "At": "triggers", "Cron": "triggers",
     "Every": "triggers", "MisfirePolicy": "types", "RetryPolicy": "types", "Run": "types",
     "RunContext": "types", "RunStatus": "types", "Task": "types", "TaskStatus": "types",
+    "Stats": "stats",
 }
 __all__ = [
     "At", "Cron", "DynacronError", "Every", "MisfirePolicy", "RetryPolicy", "Run", "RunContext",
-    "RunStatus", "Scheduler", "Task", "TaskNotFound", "TaskStatus", "ValidationError", "handler",
+    "RunStatus", "Scheduler", "Stats", "Task", "TaskNotFound", "TaskStatus", "ValidationError",
+    "handler",
 ]
 __version__ = "0.1.0"
 

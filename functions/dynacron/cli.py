@@ -1137,6 +1137,10 @@ def local(port: int, handlers: str, demo: bool, duration: float | None, shards: 
     return int(code or 0)
 
 
+# Commands kept in modules of their own register on ``cli`` when imported.
+from . import cli_stats  # noqa: E402, F401
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point (``dynacron``)."""
     cli.main(args=argv, prog_name="dynacron")

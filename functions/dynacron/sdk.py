@@ -13,13 +13,20 @@ import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pynamodb.exceptions import TransactWriteError
+from pynamodb.exceptions import PynamoDBException, TransactWriteError
 
 from .clock import Clock, SystemClock, from_ms, to_ms
 from .dispatch import Dispatcher
-from .errors import InvalidStateError, RunNotFound, TaskNotFound, ValidationError, WaitTimeout
+from .errors import (
+    DynacronError,
+    InvalidStateError,
+    RunNotFound,
+    TaskNotFound,
+    ValidationError,
+    WaitTimeout,
+)
 from .registry import check_name
 from .settings import Settings
 from .store import (
@@ -36,6 +43,9 @@ from .store import (
     task_pk,
 )
 from .triggers import At, Trigger
+
+if TYPE_CHECKING:
+    from .stats import Stats
 from .types import (
     MAX_ID_LENGTH,
     MAX_PAYLOAD_BYTES,
@@ -352,6 +362,31 @@ class Scheduler:
             return min(fresh, key=lambda r: (r.finished_at or r.scheduled_for, r.run_id))
 
         return next_one
+
+    def stats(
+        self, since: timedelta | float = timedelta(hours=1), *, max_items: int | None = None
+    ) -> Stats:
+        """Runs by status, first-attempt lateness p50/p99/max, retries, dead, DLQ and work-queue
+        depth, the oldest overdue run, over runs scheduled in the last ``since``.
+
+        Bounded: the Scan behind it stops after ``max_items`` items read (default 20,000) and
+        the result says ``complete=False``; see ``dynacron.stats`` for what each figure costs.
+        """
+        from .stats import DEFAULT_MAX_ITEMS, collect
+
+        window = to_seconds(since, "since")
+        if window <= 0:
+            raise ValidationError("since", f"must be > 0 seconds, got {window:g}")
+        cap = DEFAULT_MAX_ITEMS if max_items is None else max_items
+        if isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= 10_000_000:
+            raise ValidationError("max_items", f"must be an integer 1..10000000, got {cap!r}")
+        now = self.clock.now()
+        try:
+            return collect(
+                self.store, self.sqs, self.settings, now, now - timedelta(seconds=window), cap
+            )
+        except PynamoDBException as exc:
+            raise DynacronError(f"cannot read stats: {exc}") from exc
 
     # --- change --------------------------------------------------------------------------------
 

@@ -215,12 +215,25 @@ class TestEnv:
                 if not got:
                     break
                 for m in got:
-                    when = self.sqs.visible_at.get(m["MessageId"], self.clock.now())
+                    when = self._ready_at(m)
                     old = self._held.get(m["MessageId"])
                     seq = old.seq if old is not None else next(self._seq)
                     self._held[m["MessageId"]] = _Held(
                         m["MessageId"], m["Body"], m["ReceiptHandle"], when, seq, url
                     )
+
+    def _ready_at(self, message: dict[str, Any]) -> datetime:
+        """When the worker would start on ``message``: once visible, and not before its run's
+        time (a message may be visible up to a second early; the worker waits the rest, so
+        the clock is moved there first and ``advance`` never runs a run due after its end)."""
+        from .clock import ms_to_datetime
+        from .dispatch import Message
+
+        visible = self.sqs.visible_at.get(message["MessageId"], self.clock.now())
+        try:
+            return max(visible, ms_to_datetime(Message.parse(message["Body"]).scheduled_for))
+        except ValidationError:
+            return visible  # the worker dead-letters it when it comes
 
     def _queue_urls(self) -> list[str]:
         urls = [self.settings.queue_url, *self.settings.lane_queues.values()]
