@@ -373,16 +373,42 @@ def _text(value: Any) -> Any:
     return Text(str(value))
 
 
-def _table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> None:
-    from rich.table import Table
+def _table(
+    title: str | None,
+    columns: Iterable[Any],
+    rows: Iterable[Iterable[Any]],
+    wide: bool = False,
+) -> None:
+    """A table fitted to the terminal (``cli_tables.render``); ``wide``: every column in full."""
+    from .cli_tables import render
 
-    table = Table(title=title, title_justify="left", show_lines=False)
-    for col in columns:
-        wide = col in ("error", "reason", "trigger", "payload")
-        table.add_column(col, overflow="fold", no_wrap=not wide)
-    for row in rows:
-        table.add_row(*(_text(v) for v in row))
-    _console().print(table)
+    render(_console(), title, columns, ([_cell_text(v) for v in row] for row in rows), wide=wide)
+
+
+def _cell_text(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _iso(value)
+    return value
+
+
+_wide_option = click.option(
+    "--wide", is_flag=True, help="Every column, in full, whatever the width."
+)
+_tz_option = click.option(
+    "--tz",
+    "tz_name",
+    metavar="TZ",
+    help="Show times in this IANA zone [env TZ; else the task's own zone; else UTC].",
+)
+
+
+def _display_zone(tz_name: str | None, task: Any = None) -> Any:
+    """--tz, else $TZ, else the task's own zone (its Cron's), else UTC."""
+    from .cli_tables import env_zone, task_zone
+
+    if tz_name:
+        return _zone(tz_name)
+    return env_zone() or (task_zone(task) if task is not None else UTC)
 
 
 def _kv(title: str | None, pairs: Iterable[tuple[str, Any]]) -> None:
@@ -400,8 +426,15 @@ def _compact(value: Any) -> str:
     return json.dumps(_jsonable(value), separators=(",", ":"), ensure_ascii=False)
 
 
-def _show_task(task: Any, title: str | None = None) -> None:
+def _show_task(task: Any, title: str | None = None, zone: Any = None) -> None:
+    from .cli_tables import when
+
     retry = task.retry
+    zone = zone or _display_zone(None, task)
+
+    def at(value: datetime | None) -> str:
+        return when(value, zone, with_zone=True)
+
     _kv(
         title or f"task {task.task_id}",
         [
@@ -409,7 +442,7 @@ def _show_task(task: Any, title: str | None = None) -> None:
             ("task_type", task.task_type),
             ("status", task.status),
             ("trigger", task.trigger.describe()),
-            ("next_fire_at", task.next_fire_at),
+            ("next_fire_at", at(task.next_fire_at)),
             ("payload", _compact(task.payload)),
             (
                 "retry",
@@ -420,39 +453,49 @@ def _show_task(task: Any, title: str | None = None) -> None:
             ("misfire", task.misfire),
             ("lane", task.lane),
             ("expire_after", _seconds(task.expire_after) if task.expire_after else None),
-            ("created_at", task.created_at),
-            ("updated_at", task.updated_at),
+            ("created_at", at(task.created_at)),
+            ("updated_at", at(task.updated_at)),
             ("version", task.version),
         ],
     )
 
 
-def _run_row(run: Any) -> list[Any]:
+def _run_row(run: Any, zone: Any = UTC, short: bool = False) -> list[Any]:
+    from .cli_tables import when
+
+    def at(value: datetime | None) -> str:
+        text = when(value, zone)
+        return text[5:] if short and value is not None else text  # drop "YYYY-"
+
     late = run.lateness
+    outcome = run.error if run.error else "" if run.result is None else _compact(run.result)
     return [
         run.run_id,
         run.status,
-        run.scheduled_for,
+        at(run.scheduled_for),
         f"{run.attempt}/{run.max_attempts}",
-        run.started_at,
-        run.finished_at,
         None if late is None else f"{late.total_seconds():.3f}s",
+        outcome,
+        at(run.started_at),
+        at(run.finished_at),
         "yes" if run.manual else "",
-        run.error,
     ]
 
 
-_RUN_COLUMNS = (
-    "run_id",
-    "status",
-    "scheduled_for",
-    "attempt",
-    "started_at",
-    "finished_at",
-    "lateness",
-    "manual",
-    "error",
-)
+def _run_columns(time_width: int = 19) -> tuple[Any, ...]:
+    from .cli_tables import Col
+
+    return (
+        Col("run_id", 0, 15),
+        Col("status", 0, 9),
+        Col("scheduled", 1, time_width),
+        Col("try", 1, 3, justify="right"),
+        Col("late", 2, 6, justify="right"),
+        Col("result / error", 3, 12, wrap=True),
+        Col("started", 6, time_width),
+        Col("finished", 5, time_width),
+        Col("manual", 7, 6),
+    )
 
 
 def _show_run(run: Any, title: str) -> None:
@@ -658,36 +701,64 @@ def schedule(
 )
 @click.option("--type", "task_type", metavar="TASK_TYPE", help="Only this task type.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_wide_option
+@_tz_option
 @pass_config
-def list_cmd(cfg: _Config, status: str | None, task_type: str | None, as_json: bool) -> None:
-    """List tasks (a table scan, for operators)."""
+def list_cmd(
+    cfg: _Config,
+    status: str | None,
+    task_type: str | None,
+    as_json: bool,
+    wide: bool,
+    tz_name: str | None,
+) -> None:
+    """List tasks (a table scan, for operators). Times in each task's zone unless --tz/TZ."""
+    from .cli_tables import Col, plural, when
+
     tasks = sorted(
         cfg.scheduler().list(status=status, task_type=task_type), key=lambda t: t.created_at
     )
     if as_json:
         _print_json(tasks)
         return
+    columns = (
+        Col("task_id", 0, 10),
+        Col("task_type", 1, 6),
+        Col("status", 0, 9),
+        Col("trigger", 2, 12, wrap=True),
+        Col("next fire", 1, 24),
+        Col("created", 4, 24),
+    )
     _table(
-        f"{len(tasks)} task(s)",
-        ("task_id", "task_type", "status", "trigger", "next_fire_at", "created_at"),
+        plural(len(tasks), "task"),
+        columns,
         (
-            (t.task_id, t.task_type, t.status, t.trigger.describe(), t.next_fire_at, t.created_at)
+            (
+                t.task_id,
+                t.task_type,
+                t.status,
+                t.trigger.describe(),
+                when(t.next_fire_at, _display_zone(tz_name, t), with_zone=True),
+                when(t.created_at, _display_zone(tz_name, t), with_zone=True),
+            )
             for t in tasks
         ),
+        wide=wide,
     )
 
 
 @cli.command()
 @click.argument("task_id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_tz_option
 @pass_config
-def show(cfg: _Config, task_id: str, as_json: bool) -> None:
-    """Show one task."""
+def show(cfg: _Config, task_id: str, as_json: bool, tz_name: str | None) -> None:
+    """Show one task (times in its own zone unless --tz/TZ)."""
     task = cfg.scheduler().get(task_id)
     if as_json:
         _print_json(task)
     else:
-        _show_task(task)
+        _show_task(task, zone=_display_zone(tz_name, task))
 
 
 @cli.command()
@@ -697,6 +768,8 @@ def show(cfg: _Config, task_id: str, as_json: bool) -> None:
 @click.option("--follow", "-f", is_flag=True, help="Then print each run as it finishes.")
 @click.option("--timeout", "follow_s", type=DURATION, help="Stop following after this long.")
 @click.option("--count", "follow_n", type=click.IntRange(min=1), help="Stop after N runs.")
+@_wide_option
+@_tz_option
 @pass_config
 def runs(
     cfg: _Config,
@@ -706,6 +779,8 @@ def runs(
     follow: bool,
     follow_s: float | None,
     follow_n: int | None,
+    wide: bool,
+    tz_name: str | None,
 ) -> None:
     """A task's runs, newest first; --follow prints each run as it finishes (Ctrl-C stops)."""
     if (follow_s is not None or follow_n is not None) and not follow:
@@ -717,7 +792,24 @@ def runs(
     if as_json:
         _print_json(found)
         return
-    _table(f"runs of {task_id} (newest first)", _RUN_COLUMNS, (_run_row(r) for r in found))
+    from .cli_tables import plural, zone_name
+
+    zone = _display_zone(tz_name, cfg.scheduler().get(task_id))
+    years = {
+        t.astimezone(zone).year
+        for r in found
+        for t in (r.scheduled_for, r.started_at, r.finished_at)
+        if t is not None
+    }
+    # Within one year the year is said once, in the title: five more characters for results.
+    short = len(years) == 1 and not wide
+    where = zone_name(zone) + (f", {years.pop()}" if short else "")
+    _table(
+        f"{plural(len(found), 'run')} of {task_id}, newest first · times in {where}",
+        _run_columns(14 if short else 19),
+        (_run_row(r, zone, short) for r in found),
+        wide=wide,
+    )
 
 
 def _follow(
@@ -970,8 +1062,9 @@ def _release(sqs: Any, url: str, messages: list[dict[str, Any]]) -> None:
     "--max", "max_messages", type=click.IntRange(1, 10000), default=100, show_default=True
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_wide_option
 @pass_config
-def dlq_list(cfg: _Config, max_messages: int, as_json: bool) -> None:
+def dlq_list(cfg: _Config, max_messages: int, as_json: bool, wide: bool) -> None:
     """Show DLQ messages without consuming them."""
     url = cfg.require_dlq()
     sqs = cfg.scheduler().sqs
@@ -985,9 +1078,19 @@ def dlq_list(cfg: _Config, max_messages: int, as_json: bool) -> None:
     if as_json:
         _print_json(infos)
         return
+    from .cli_tables import Col, plural
+
     _table(
-        f"{len(infos)} DLQ message(s)",
-        ("kind", "task_id", "run_id", "attempts", "reason", "error", "sent_at"),
+        plural(len(infos), "DLQ message"),
+        (
+            Col("kind", 4, 8),
+            Col("task_id", 0, 10),
+            Col("run_id", 0, 15),
+            Col("tries", 3, 5, justify="right"),
+            Col("reason", 1, 12, wrap=True),
+            Col("error", 2, 12, wrap=True),
+            Col("sent_at", 5, 20),
+        ),
         (
             (
                 i["kind"],
@@ -1000,6 +1103,7 @@ def dlq_list(cfg: _Config, max_messages: int, as_json: bool) -> None:
             )
             for i in infos
         ),
+        wide=wide,
     )
 
 
@@ -1093,9 +1197,17 @@ def dlq_redrive(
     else:
         done = sum(r["outcome"] == "redriven" for r in results)
         left = sum(r["outcome"] == "left" for r in results)
+        from .cli_tables import Col
+
         _table(
             f"redriven {done}, left {left}",
-            ("outcome", "kind", "task_id", "run_id", "detail"),
+            (
+                Col("outcome", 0, 7),
+                Col("kind", 3, 4),
+                Col("task_id", 0, 10),
+                Col("run_id", 0, 15),
+                Col("detail", 1, 12, wrap=True),
+            ),
             ((r["outcome"], r["kind"], r["task_id"], r["run_id"], r["detail"]) for r in results),
         )
     if not redrive_all and failure is not None and not redriven:

@@ -22,6 +22,7 @@ from .cli import (
     cli,
     pass_config,
 )
+from .cli_tables import plural
 
 
 def _late(value: timedelta | None) -> str:
@@ -29,11 +30,6 @@ def _late(value: timedelta | None) -> str:
         return "-"
     ms = value.total_seconds() * 1000
     return f"{ms:.0f} ms" if abs(ms) < 10_000 else f"{ms / 1000:.1f} s"
-
-
-def plural(n: int, word: str, many: str | None = None) -> str:
-    """``1 run``, ``2 runs`` (``many`` for irregular plurals)."""
-    return f"{n:,} {word if n == 1 else many or word + 's'}"
 
 
 def stats_table(st: Any) -> Any:

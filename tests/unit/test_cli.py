@@ -97,7 +97,7 @@ def test_schedule_each_trigger_then_list_show_runs(dc):
     assert [r["status"] for r in dc.json("runs", "one")] == ["pending"]
 
     table = dc("list").stdout  # human output is readable in a non-TTY
-    assert "3 task(s)" in table and every["task_id"] in table and "Europe/Berlin" in table
+    assert "3 tasks" in table and every["task_id"] in table and "Europe/Berlin" in table
     assert (
         "scheduled task one"
         in dc(
