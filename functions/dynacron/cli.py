@@ -1227,7 +1227,20 @@ def dlq_redrive(
     "--duration", type=click.FloatRange(min=0, min_open=True), help="Demo length in seconds."
 )
 @click.option("--shards", type=click.IntRange(1, 1000), help="Due-index shards.")
-def local(port: int, handlers: str, demo: bool, duration: float | None, shards: int | None) -> int:
+@click.option(
+    "--state",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Keep tasks, runs and dead letters in FILE across restarts [in memory only].",
+)
+def local(
+    port: int,
+    handlers: str,
+    demo: bool,
+    duration: float | None,
+    shards: int | None,
+    state: str | None,
+) -> int:
     """Run the whole system on an embedded moto server (no Docker, no account)."""
     import importlib
 
@@ -1245,6 +1258,7 @@ def local(port: int, handlers: str, demo: bool, duration: float | None, shards: 
         demo=demo,
         duration=duration,
         shards=shards,
+        state=state,
     )
     return int(code or 0)
 
