@@ -94,9 +94,6 @@ _FIELD_OPTIONS = {
     "misfire": "--misfire",
 }
 
-#: DLQ message kinds that name a run Scheduler.redrive can revive.
-_REDRIVABLE = ("dead_run", "work")
-
 
 # --- parameter types -----------------------------------------------------------------------
 
@@ -987,74 +984,22 @@ def dlq() -> None:
     """Inspect and redrive the dead-letter queue."""
 
 
-def _describe_message(msg: dict[str, Any]) -> dict[str, Any]:
-    """What a DLQ message says, whatever its kind."""
-    attrs = msg.get("Attributes", {})
-    sent = attrs.get("SentTimestamp")
-    info: dict[str, Any] = {
-        "message_id": msg.get("MessageId"),
-        "kind": "unknown",
-        "task_id": None,
-        "run_id": None,
-        "task_type": None,
-        "attempts": None,
-        "reason": None,
-        "error": None,
-        "sent_at": _iso(datetime.fromtimestamp(int(sent) / 1000, UTC)) if sent else None,
+def _letter_info(letter: Any) -> dict[str, Any]:
+    """A DeadLetter as the JSON and table of ``dlq list`` show it."""
+    info = {
+        "message_id": letter.message_id,
+        "kind": letter.kind,
+        "task_id": letter.task_id,
+        "run_id": letter.run_id,
+        "task_type": letter.task_type,
+        "attempts": letter.attempts,
+        "reason": letter.reason,
+        "error": letter.error,
+        "sent_at": _iso(letter.sent_at),
     }
-    try:
-        data = json.loads(msg.get("Body", ""))
-    except ValueError:
-        data = None
-    if not isinstance(data, dict):
-        info["reason"] = "body is not a JSON object"
-        return info
-    kind = data.get("kind")
-    if kind is None and {"task_id", "run_id", "fence"} <= data.keys():
-        kind = "work"
-        info["reason"] = "moved by the queue's redrive policy (the worker failed on it repeatedly)"
-    info["kind"] = kind if isinstance(kind, str) else "unknown"
-    for key in ("task_id", "run_id", "task_type", "attempts", "reason", "error"):
-        if data.get(key) is not None:
-            info[key] = data[key]
-    if kind == "undecodable" and data.get("body") is not None:
-        info["body"] = data["body"]
-    for key in ("scheduled_for", "dead_at"):
-        if data.get(key) is not None:
-            info[key] = data[key]
+    if letter.body is not None:
+        info["body"] = letter.body
     return info
-
-
-def _receive(sqs: Any, url: str, visibility: int, max_messages: int) -> Iterable[dict[str, Any]]:
-    """DLQ messages, each at most once, hidden for ``visibility`` s while we look at them."""
-    seen: set[str] = set()
-    empty = 0
-    while len(seen) < max_messages and empty < 2:
-        got = sqs.receive_message(
-            QueueUrl=url,
-            MaxNumberOfMessages=max(1, min(10, max_messages - len(seen))),
-            VisibilityTimeout=visibility,
-            WaitTimeSeconds=0,
-            AttributeNames=["All"],
-        ).get("Messages", [])
-        fresh = [m for m in got if m["MessageId"] not in seen]
-        empty = 0 if fresh else empty + 1
-        for m in fresh:
-            seen.add(m["MessageId"])
-            yield m
-
-
-def _release(sqs: Any, url: str, messages: list[dict[str, Any]]) -> None:
-    """Make messages we only looked at visible again at once."""
-    for i in range(0, len(messages), 10):
-        chunk = messages[i : i + 10]
-        sqs.change_message_visibility_batch(
-            QueueUrl=url,
-            Entries=[
-                {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
-                for n, m in enumerate(chunk)
-            ],
-        )
 
 
 @dlq.command("list")
@@ -1066,15 +1011,8 @@ def _release(sqs: Any, url: str, messages: list[dict[str, Any]]) -> None:
 @pass_config
 def dlq_list(cfg: _Config, max_messages: int, as_json: bool, wide: bool) -> None:
     """Show DLQ messages without consuming them."""
-    url = cfg.require_dlq()
-    sqs = cfg.scheduler().sqs
-    messages: list[dict[str, Any]] = []
-    try:
-        for m in _receive(sqs, url, visibility=30, max_messages=max_messages):
-            messages.append(m)
-    finally:
-        _release(sqs, url, messages)
-    infos = [_describe_message(m) for m in messages]
+    cfg.require_dlq()
+    infos = [_letter_info(m) for m in cfg.scheduler().dead_letters(max_messages)]
     if as_json:
         _print_json(infos)
         return
@@ -1126,72 +1064,31 @@ def dlq_redrive(
 ) -> None:
     """Give dead runs new attempts; delete their DLQ messages once done.
 
-    Messages that cannot be redriven (undecodable, orphan, run no longer dead) are reported
-    and left on the queue. With TASK_ID RUN_ID and no DLQ message for it, the run is redriven
-    from the table if it is dead.
+    --all: messages that cannot be redriven (undecodable, orphan, run no longer dead) are
+    reported and left on the queue. TASK_ID RUN_ID: the run is redriven from the table if it is
+    dead, then its DLQ messages (if any) are deleted (Scheduler.redrive / redrive_all).
     """
     if redrive_all == bool(task_id):
         raise click.UsageError("give either --all or TASK_ID RUN_ID")
     if task_id and not run_id:
         raise click.UsageError("give both TASK_ID and RUN_ID")
     scheduler = cfg.scheduler()
-    url = cfg.require_dlq()
-    sqs = scheduler.sqs
-    results: list[dict[str, Any]] = []
-    redriven: set[tuple[str, str]] = set()
-    keep: list[dict[str, Any]] = []
-    failure: DynacronError | None = None
-    try:
-        for msg in _receive(sqs, url, visibility=60, max_messages=max_messages):
-            info = _describe_message(msg)
-            key = (info["task_id"], info["run_id"])
-            if not redrive_all and key != (task_id, run_id):
-                keep.append(msg)
-                continue
-            outcome = {k: info[k] for k in ("message_id", "kind", "task_id", "run_id")}
-            if info["kind"] not in _REDRIVABLE or not all(key):
-                keep.append(msg)
-                results.append(
-                    {
-                        **outcome,
-                        "outcome": "left",
-                        "detail": f"{info['kind']} message: nothing to redrive",
-                    }
-                )
-                continue
-            if key in redriven:
-                sqs.delete_message(QueueUrl=url, ReceiptHandle=msg["ReceiptHandle"])
-                results.append(
-                    {**outcome, "outcome": "deleted", "detail": "duplicate of a run redriven now"}
-                )
-                continue
-            try:
-                run = scheduler.redrive(*key)
-            except (TaskNotFound, RunNotFound, InvalidStateError) as exc:
-                keep.append(msg)
-                failure = failure or exc
-                results.append({**outcome, "outcome": "left", "detail": str(exc)})
-                continue
-            redriven.add(key)
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=msg["ReceiptHandle"])
-            results.append(
-                {**outcome, "outcome": "redriven", "detail": f"run is {run.status.value}"}
-            )
-    finally:
-        _release(sqs, url, keep)
-    if not redrive_all and not results:
+    cfg.require_dlq()
+    if redrive_all:
+        results = [dataclasses.asdict(r) for r in scheduler.redrive_all(max_messages)]
+    else:
         assert task_id and run_id
         run = scheduler.redrive(task_id, run_id)  # raises RunNotFound / InvalidStateError
-        results.append(
+        results = [
             {
                 "message_id": None,
                 "kind": None,
                 "task_id": task_id,
                 "run_id": run_id,
                 "outcome": "redriven",
-                "detail": f"no DLQ message; run redriven from the table, now {run.status.value}",
+                "detail": f"run is {run.status.value}; its DLQ messages deleted",
             }
-        )
+        ]
     if as_json:
         _print_json(results)
     else:
@@ -1210,8 +1107,6 @@ def dlq_redrive(
             ),
             ((r["outcome"], r["kind"], r["task_id"], r["run_id"], r["detail"]) for r in results),
         )
-    if not redrive_all and failure is not None and not redriven:
-        raise failure
 
 
 # --- local ---------------------------------------------------------------------------------

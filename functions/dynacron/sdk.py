@@ -20,6 +20,7 @@ from pynamodb.exceptions import PynamoDBException, TransactWriteError
 from .clock import Clock, SystemClock, from_ms, to_ms
 from .dispatch import Dispatcher
 from .errors import (
+    ConfigurationError,
     DynacronError,
     InvalidStateError,
     RunNotFound,
@@ -45,6 +46,7 @@ from .store import (
 from .triggers import At, Trigger
 
 if TYPE_CHECKING:
+    from .deadletters import DeadLetter, RedriveResult
     from .stats import Stats
 from .types import (
     MAX_ID_LENGTH,
@@ -61,6 +63,8 @@ from .types import (
 #: An ``At`` up to this far in the past is accepted and runs at once; older is refused.
 PAST_GRACE_SECONDS = 60.0
 _OPTIMISTIC_RETRIES = 5
+#: DLQ messages a redrive looks through for the run's records.
+REDRIVE_SCAN = 1000
 #: ``wait()`` without a run id looks at this many of the task's newest runs per poll.
 WAIT_WINDOW = 25
 
@@ -549,7 +553,40 @@ class Scheduler:
         self._short_notice(run_row)
         return self.get_run(task_id, run_row.run_id)
 
+    # --- the dead-letter queue --------------------------------------------------------------
+
+    def _dlq_url(self) -> str:
+        if not self.settings.dlq_url:
+            raise ConfigurationError("no DLQ: set DYNACRON_DLQ_URL or pass settings.dlq_url")
+        return self.settings.dlq_url
+
+    def dead_letters(self, max_messages: int = 100) -> list[DeadLetter]:
+        """The DLQ's records (at most ``max_messages``), without consuming them."""
+        from .deadletters import list_messages
+
+        return list_messages(self.sqs, self._dlq_url(), max_messages)
+
     def redrive(self, task_id: str, run_id: str) -> Run:
+        """Give a ``dead`` or ``expired`` run a fresh set of attempts, now, then delete its DLQ
+        messages (only once the run is revived: a failure leaves them on the queue).
+
+        Raises ``RunNotFound``, or ``InvalidStateError`` for a run that is not dead or expired.
+        """
+        from .deadletters import delete_for_run
+
+        run = self._redrive_run(task_id, run_id)
+        if self.settings.dlq_url:
+            delete_for_run(self.sqs, self.settings.dlq_url, task_id, run_id, REDRIVE_SCAN)
+        return run
+
+    def redrive_all(self, max_messages: int = REDRIVE_SCAN) -> list[RedriveResult]:
+        """Redrive the run of every redrivable DLQ message (at most ``max_messages`` looked at);
+        undecodable and orphan records, and runs no longer dead, are left on the queue."""
+        from .deadletters import redrive_messages
+
+        return redrive_messages(self.sqs, self._dlq_url(), self._redrive_run, max_messages)
+
+    def _redrive_run(self, task_id: str, run_id: str) -> Run:
         """Give a ``dead`` or ``expired`` run a fresh set of attempts, now."""
         row = self.store.get_run_row(task_id, run_id)
         if row is None:

@@ -335,7 +335,8 @@ def test_local_calls_the_runtime(monkeypatch):
     )
     assert result.exit_code == 7
     assert calls == [
-        {"port": 9000, "handlers": ["a.b", "c"], "demo": True, "duration": 2.5, "shards": 2}
+        {"port": 9000, "handlers": ["a.b", "c"], "demo": True, "duration": 2.5, "shards": 2,
+         "state": None}
     ]
     assert CliRunner().invoke(cli, ["local"]).exit_code == 7
     assert calls[-1] == {
@@ -344,4 +345,5 @@ def test_local_calls_the_runtime(monkeypatch):
         "demo": False,
         "duration": None,
         "shards": None,
+        "state": None,
     }
