@@ -1160,6 +1160,7 @@ def local(
 
 # Commands kept in modules of their own register on ``cli`` when imported.
 from . import cli_stats  # noqa: E402, F401
+from .ui import command as _ui_command  # noqa: E402, F401
 
 
 def main(argv: Sequence[str] | None = None) -> None:
