@@ -465,7 +465,9 @@ def _run_row(run: Any, zone: Any = UTC, short: bool = False) -> list[Any]:
         return text[5:] if short and value is not None else text  # drop "YYYY-"
 
     late = run.lateness
-    outcome = run.error if run.error else "" if run.result is None else _compact(run.result)
+    outcome = run.error or ""  # a retried run that succeeded keeps its failed attempt's error
+    if run.result is not None and (run.status.value == "succeeded" or not run.error):
+        outcome = _compact(run.result)
     return [
         run.run_id,
         run.status,

@@ -54,6 +54,8 @@ def create_app(
     """The dashboard's ASGI app over ``scheduler`` (any ``dynacron.Scheduler``)."""
     templates = Jinja2Templates(directory=str(TEMPLATES))
     templates.env.filters["when"] = _when
+    templates.env.globals["zone_of"] = _zone_of
+    templates.env.globals["outcome"] = run_outcome
     csrf = _Csrf(secret or secrets.token_bytes(32))
 
     def page(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
@@ -155,6 +157,24 @@ def create_app(
 
 def _back(message: str) -> Response:
     return RedirectResponse(f"/dlq?msg={quote(message)}", status_code=303)
+
+
+def _zone_of(task: Any) -> Any:
+    from ..cli_tables import task_zone
+
+    return task_zone(task)
+
+
+def run_outcome(run: Any) -> str:
+    """What a run table shows of a run's end: its result once succeeded, else its last error
+    (a retried run that succeeded still carries the error of the attempt that failed)."""
+    import json
+
+    if run.status.value == "succeeded" and run.result is not None:
+        return json.dumps(run.result, ensure_ascii=False, separators=(",", ":"))
+    if run.error:
+        return str(run.error)
+    return "" if run.result is None else json.dumps(run.result, ensure_ascii=False)
 
 
 def _when(value: Any, zone: Any = None) -> str:
