@@ -11,7 +11,8 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .errors import DynacronError, TaskNotFound, ValidationError
+    from .deadletters import DeadLetter
+    from .errors import DynacronError, TaskNotFound, ValidationError, WaitTimeout
     from .registry import handler
     from .sdk import Scheduler
     from .stats import Stats
@@ -23,12 +24,12 @@ _WHERE = {
     "handler": "registry", "Scheduler": "sdk", "At": "triggers", "Cron": "triggers",
     "Every": "triggers", "MisfirePolicy": "types", "RetryPolicy": "types", "Run": "types",
     "RunContext": "types", "RunStatus": "types", "Task": "types", "TaskStatus": "types",
-    "Stats": "stats",
+    "Stats": "stats", "DeadLetter": "deadletters", "WaitTimeout": "errors",
 }
 __all__ = [
-    "At", "Cron", "DynacronError", "Every", "MisfirePolicy", "RetryPolicy", "Run", "RunContext",
-    "RunStatus", "Scheduler", "Stats", "Task", "TaskNotFound", "TaskStatus", "ValidationError",
-    "handler",
+    "At", "Cron", "DeadLetter", "DynacronError", "Every", "MisfirePolicy", "RetryPolicy", "Run",
+    "RunContext", "RunStatus", "Scheduler", "Stats", "Task", "TaskNotFound", "TaskStatus",
+    "ValidationError", "WaitTimeout", "handler",
 ]
 __version__ = "0.1.0"
 

@@ -7,6 +7,7 @@ of their own and signals the whole group, as `timeout`, systemd or `docker stop`
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from datetime import UTC, datetime, timedelta
@@ -40,7 +41,7 @@ def test_sigterm_to_the_group_stops_promptly_with_the_summary(tmp_path):
     err = rt.stderr()
     assert took < PROMPT_S, (took, err[-2000:])
     assert "state lives in memory only" in err  # said at start
-    assert "dynacron local: stopped: 0 in-flight batches finished" in err, err[-2000:]
+    assert re.search(r"dynacron local: stopped: \d+ in-flight batch(es)? finished", err), err
     assert "lived in memory and is gone" in err  # and at stop
 
 
