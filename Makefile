@@ -15,9 +15,16 @@ BUILT  := .aws-sam/build
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install test lint unit template build deploy-test demo bench clean
+.PHONY: install browser test lint unit template build deploy-test demo bench clean
 
-install: $(BIN)/.installed
+install: $(BIN)/.installed browser
+
+# The dashboard's test drives Debian's chromium through chromedriver (selenium): no browser is
+# downloaded at test time. Installed once, as root (CI, the dev machines); skipped when present.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			chromium chromium-driver) >/dev/null
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

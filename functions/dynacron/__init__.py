@@ -11,11 +11,13 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .errors import DynacronError, TaskNotFound, ValidationError
+    from .deadletters import DeadLetter
+    from .errors import DynacronError, TaskNotFound, ValidationError, WaitTimeout
     from .phrases import when
     from .recurrence import RRule
     from .registry import handler
     from .sdk import Scheduler
+    from .stats import Stats
     from .triggers import At, Cron, Every
     from .types import MisfirePolicy, RetryPolicy, Run, RunContext, RunStatus, Task, TaskStatus
 
@@ -25,11 +27,12 @@ _WHERE = {
     "Every": "triggers", "MisfirePolicy": "types", "RetryPolicy": "types", "Run": "types",
     "RunContext": "types", "RunStatus": "types", "Task": "types", "TaskStatus": "types",
     "when": "phrases", "RRule": "recurrence",
+    "Stats": "stats", "DeadLetter": "deadletters", "WaitTimeout": "errors",
 }
 __all__ = [
-    "At", "Cron", "DynacronError", "Every", "MisfirePolicy", "RRule", "RetryPolicy", "Run",
-    "RunContext", "RunStatus", "Scheduler", "Task", "TaskNotFound", "TaskStatus",
-    "ValidationError", "handler", "when",
+    "At", "Cron", "DeadLetter", "DynacronError", "Every", "MisfirePolicy", "RRule", "RetryPolicy",
+    "Run", "RunContext", "RunStatus", "Scheduler", "Stats", "Task", "TaskNotFound", "TaskStatus",
+    "ValidationError", "WaitTimeout", "handler", "when",
 ]
 __version__ = "0.1.0"
 

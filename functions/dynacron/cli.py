@@ -118,9 +118,6 @@ _FIELD_OPTIONS = {
     "target.secret": "--secret",
 }
 
-#: DLQ message kinds that name a run Scheduler.redrive can revive.
-_REDRIVABLE = ("dead_run", "work")
-
 
 # --- parameter types -----------------------------------------------------------------------
 
@@ -411,19 +408,40 @@ def _text(value: Any) -> Any:
 
 def _table(
     title: str | None,
-    columns: Iterable[str],
+    columns: Iterable[Any],
     rows: Iterable[Iterable[Any]],
-    width: int | None = None,
+    wide: bool = False,
 ) -> None:
-    from rich.table import Table
+    """A table fitted to the terminal (``cli_tables.render``); ``wide``: every column in full."""
+    from .cli_tables import render
 
-    table = Table(title=title, title_justify="left", show_lines=False)
-    for col in columns:
-        wide = col in ("error", "reason", "trigger", "payload", "task")
-        table.add_column(col, overflow="fold", no_wrap=not wide)
-    for row in rows:
-        table.add_row(*(_text(v) for v in row))
-    _console(width).print(table)
+    render(_console(), title, columns, ([_cell_text(v) for v in row] for row in rows), wide=wide)
+
+
+def _cell_text(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _iso(value)
+    return value
+
+
+_wide_option = click.option(
+    "--wide", is_flag=True, help="Every column, in full, whatever the width."
+)
+_tz_option = click.option(
+    "--tz",
+    "tz_name",
+    metavar="TZ",
+    help="Show times in this IANA zone [env TZ; else the task's own zone; else UTC].",
+)
+
+
+def _display_zone(tz_name: str | None, task: Any = None) -> Any:
+    """--tz, else $TZ, else the task's own zone (its Cron's), else UTC."""
+    from .cli_tables import env_zone, task_zone
+
+    if tz_name:
+        return _zone(tz_name)
+    return env_zone() or (task_zone(task) if task is not None else UTC)
 
 
 def _kv(title: str | None, pairs: Iterable[tuple[str, Any]], width: int | None = None) -> None:
@@ -441,8 +459,15 @@ def _compact(value: Any) -> str:
     return json.dumps(_jsonable(value), separators=(",", ":"), ensure_ascii=False)
 
 
-def _show_task(task: Any, title: str | None = None) -> None:
+def _show_task(task: Any, title: str | None = None, zone: Any = None) -> None:
+    from .cli_tables import when
+
     retry = task.retry
+    zone = zone or _display_zone(None, task)
+
+    def at(value: datetime | None) -> str:
+        return when(value, zone, with_zone=True)
+
     _kv(
         title or f"task {task.task_id}",
         [
@@ -452,7 +477,7 @@ def _show_task(task: Any, title: str | None = None) -> None:
             ("status", task.status),
             ("trigger", task.trigger.describe()),
             ("trigger_spec", _compact(_trigger_spec(task.trigger))),
-            ("next_fire_at", task.next_fire_at),
+            ("next_fire_at", at(task.next_fire_at)),
             ("payload", _compact(task.payload)),
             (
                 "retry",
@@ -463,8 +488,8 @@ def _show_task(task: Any, title: str | None = None) -> None:
             ("misfire", task.misfire),
             ("lane", task.lane),
             ("expire_after", _seconds(task.expire_after) if task.expire_after else None),
-            ("created_at", task.created_at),
-            ("updated_at", task.updated_at),
+            ("created_at", at(task.created_at)),
+            ("updated_at", at(task.updated_at)),
             ("version", task.version),
         ],
         width=_NARROW,
@@ -494,32 +519,44 @@ def _trigger_spec(trigger: Trigger) -> dict[str, Any]:
     return spec
 
 
-def _run_row(run: Any) -> list[Any]:
+def _run_row(run: Any, zone: Any = UTC, short: bool = False) -> list[Any]:
+    from .cli_tables import when
+
+    def at(value: datetime | None) -> str:
+        text = when(value, zone)
+        return text[5:] if short and value is not None else text  # drop "YYYY-"
+
     late = run.lateness
+    outcome = run.error or ""  # a retried run that succeeded keeps its failed attempt's error
+    if run.result is not None and (run.status.value == "succeeded" or not run.error):
+        outcome = _compact(run.result)
     return [
         run.run_id,
         run.status,
-        run.scheduled_for,
+        at(run.scheduled_for),
         f"{run.attempt}/{run.max_attempts}",
-        run.started_at,
-        run.finished_at,
         None if late is None else f"{late.total_seconds():.3f}s",
+        outcome,
+        at(run.started_at),
+        at(run.finished_at),
         "yes" if run.manual else "",
-        run.error,
     ]
 
 
-_RUN_COLUMNS = (
-    "run_id",
-    "status",
-    "scheduled_for",
-    "attempt",
-    "started_at",
-    "finished_at",
-    "lateness",
-    "manual",
-    "error",
-)
+def _run_columns(time_width: int = 19) -> tuple[Any, ...]:
+    from .cli_tables import Col
+
+    return (
+        Col("run_id", 0, 15),
+        Col("status", 0, 9),
+        Col("scheduled", 1, time_width),
+        Col("try", 1, 3, justify="right"),
+        Col("late", 2, 6, justify="right"),
+        Col("result / error", 3, 12, wrap=True),
+        Col("started", 6, time_width),
+        Col("finished", 5, time_width),
+        Col("manual", 7, 6),
+    )
 
 
 def _show_run(run: Any, title: str) -> None:
@@ -829,54 +866,172 @@ def schedule(
 )
 @click.option("--type", "task_type", metavar="TASK_TYPE", help="Only this task type.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_wide_option
+@_tz_option
 @pass_config
-def list_cmd(cfg: _Config, status: str | None, task_type: str | None, as_json: bool) -> None:
-    """List tasks (a table scan, for operators)."""
+def list_cmd(
+    cfg: _Config,
+    status: str | None,
+    task_type: str | None,
+    as_json: bool,
+    wide: bool,
+    tz_name: str | None,
+) -> None:
+    """List tasks (a table scan, for operators). Times in each task's zone unless --tz/TZ."""
+    from .cli_tables import Col, plural, when
+
     tasks = sorted(
         cfg.scheduler().list(status=status, task_type=task_type), key=lambda t: t.created_at
     )
     if as_json:
         _print_json(tasks)
         return
+    columns = (
+        Col("task_id", 0, 10),
+        Col("task_type", 1, 6),
+        Col("status", 0, 9),
+        Col("trigger", 2, 12, wrap=True),
+        Col("next fire", 1, 24),
+        Col("created", 4, 24),
+    )
     _table(
-        f"{len(tasks)} task(s)",
-        ("task", "trigger"),
+        plural(len(tasks), "task"),
+        columns,
         (
             (
-                f"{t.task_id}\n{t.task_type} · {t.status.value}",
-                f"{t.trigger.describe()}\nnext: {_iso(t.next_fire_at) or '-'}",
+                t.task_id,
+                t.task_type,
+                t.status,
+                t.trigger.describe(),
+                when(t.next_fire_at, _display_zone(tz_name, t), with_zone=True),
+                when(t.created_at, _display_zone(tz_name, t), with_zone=True),
             )
             for t in tasks
         ),
-        width=_NARROW,
+        wide=wide,
     )
 
 
 @cli.command()
 @click.argument("task_id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_tz_option
 @pass_config
-def show(cfg: _Config, task_id: str, as_json: bool) -> None:
-    """Show one task."""
+def show(cfg: _Config, task_id: str, as_json: bool, tz_name: str | None) -> None:
+    """Show one task (times in its own zone unless --tz/TZ)."""
     task = cfg.scheduler().get(task_id)
     if as_json:
         _print_json(task)
     else:
-        _show_task(task)
+        _show_task(task, zone=_display_zone(tz_name, task))
 
 
 @cli.command()
 @click.argument("task_id")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (with --follow: one a line).")
+@click.option("--follow", "-f", is_flag=True, help="Then print each run as it finishes.")
+@click.option("--timeout", "follow_s", type=DURATION, help="Stop following after this long.")
+@click.option("--count", "follow_n", type=click.IntRange(min=1), help="Stop after N runs.")
+@_wide_option
+@_tz_option
 @pass_config
-def runs(cfg: _Config, task_id: str, limit: int, as_json: bool) -> None:
-    """A task's runs, newest first."""
+def runs(
+    cfg: _Config,
+    task_id: str,
+    limit: int,
+    as_json: bool,
+    follow: bool,
+    follow_s: float | None,
+    follow_n: int | None,
+    wide: bool,
+    tz_name: str | None,
+) -> None:
+    """A task's runs, newest first; --follow prints each run as it finishes (Ctrl-C stops)."""
+    if (follow_s is not None or follow_n is not None) and not follow:
+        raise click.UsageError("--timeout and --count apply to --follow")
     found = cfg.scheduler().runs(task_id, limit=limit)
+    if follow:
+        _follow(cfg.scheduler(), task_id, found, as_json, follow_s, follow_n)
+        return
     if as_json:
         _print_json(found)
         return
-    _table(f"runs of {task_id} (newest first)", _RUN_COLUMNS, (_run_row(r) for r in found))
+    from .cli_tables import plural, zone_name
+
+    zone = _display_zone(tz_name, cfg.scheduler().get(task_id))
+    years = {
+        t.astimezone(zone).year
+        for r in found
+        for t in (r.scheduled_for, r.started_at, r.finished_at)
+        if t is not None
+    }
+    # Within one year the year is said once, in the title: five more characters for results.
+    short = len(years) == 1 and not wide
+    where = zone_name(zone) + (f", {years.pop()}" if short else "")
+    _table(
+        f"{plural(len(found), 'run')} of {task_id}, newest first · times in {where}",
+        _run_columns(14 if short else 19),
+        (_run_row(r, zone, short) for r in found),
+        wide=wide,
+    )
+
+
+def _follow(
+    scheduler: Any,
+    task_id: str,
+    shown: list[Any],
+    as_json: bool,
+    timeout_s: float | None,
+    count: int | None,
+) -> None:
+    """Print runs of ``task_id`` as they finish, oldest finish first, until time or count.
+
+    Polls the task's newest runs once a second (one GetItem and one Query of 25 items), the
+    same read as ``Scheduler.wait`` without a run id; it keeps its own set of runs seen so that
+    none finishing between two polls is missed.
+    """
+    from .sdk import WAIT_WINDOW
+
+    seen = {r.run_id for r in shown if r.status.terminal}
+    clock = scheduler.clock
+    end = None if timeout_s is None else clock.now() + timedelta(seconds=timeout_s)
+    printed = 0
+    if not as_json:
+        click.echo(f"following {task_id}: each run as it finishes (Ctrl-C to stop)")
+    try:
+        while count is None or printed < count:
+            fresh = [
+                r
+                for r in scheduler.runs(task_id, limit=WAIT_WINDOW)
+                if r.status.terminal and r.run_id not in seen
+            ]
+            for run in sorted(fresh, key=lambda r: (r.finished_at or r.scheduled_for, r.run_id)):
+                seen.add(run.run_id)
+                click.echo(json.dumps(_jsonable(run)) if as_json else _run_line(run))
+                printed += 1
+                if count is not None and printed >= count:
+                    return
+            if end is not None and clock.now() >= end:
+                return
+            clock.sleep(1.0 if end is None else min(1.0, (end - clock.now()).total_seconds()))
+    except KeyboardInterrupt:
+        return
+
+
+def _run_line(run: Any) -> str:
+    """One finished run on one line: time, id, status, attempts, lateness, result or error."""
+    late = run.lateness
+    outcome = run.error if run.error else _compact(run.result) if run.result is not None else ""
+    parts = [
+        _iso(run.finished_at) or "-",
+        run.run_id,
+        run.status.value,
+        f"attempt {run.attempt}/{run.max_attempts}",
+        "-" if late is None else f"late {late.total_seconds():.3f}s",
+        _one_line(outcome)[:200],
+    ]
+    return "  ".join(p for p in parts if p)
 
 
 # --- state changes -------------------------------------------------------------------------
@@ -974,7 +1129,6 @@ def next_cmd(
             (i, f"{_local_iso(f, zone)} {f.astimezone(zone).tzname()}", _iso(f), _delta(f - since))
             for i, f in enumerate(fires, 1)
         ),
-        width=_NARROW,
     )
 
 
@@ -998,74 +1152,22 @@ def dlq() -> None:
     """Inspect and redrive the dead-letter queue."""
 
 
-def _describe_message(msg: dict[str, Any]) -> dict[str, Any]:
-    """What a DLQ message says, whatever its kind."""
-    attrs = msg.get("Attributes", {})
-    sent = attrs.get("SentTimestamp")
-    info: dict[str, Any] = {
-        "message_id": msg.get("MessageId"),
-        "kind": "unknown",
-        "task_id": None,
-        "run_id": None,
-        "task_type": None,
-        "attempts": None,
-        "reason": None,
-        "error": None,
-        "sent_at": _iso(datetime.fromtimestamp(int(sent) / 1000, UTC)) if sent else None,
+def _letter_info(letter: Any) -> dict[str, Any]:
+    """A DeadLetter as the JSON and table of ``dlq list`` show it."""
+    info = {
+        "message_id": letter.message_id,
+        "kind": letter.kind,
+        "task_id": letter.task_id,
+        "run_id": letter.run_id,
+        "task_type": letter.task_type,
+        "attempts": letter.attempts,
+        "reason": letter.reason,
+        "error": letter.error,
+        "sent_at": _iso(letter.sent_at),
     }
-    try:
-        data = json.loads(msg.get("Body", ""))
-    except ValueError:
-        data = None
-    if not isinstance(data, dict):
-        info["reason"] = "body is not a JSON object"
-        return info
-    kind = data.get("kind")
-    if kind is None and {"task_id", "run_id", "fence"} <= data.keys():
-        kind = "work"
-        info["reason"] = "moved by the queue's redrive policy (the worker failed on it repeatedly)"
-    info["kind"] = kind if isinstance(kind, str) else "unknown"
-    for key in ("task_id", "run_id", "task_type", "attempts", "reason", "error"):
-        if data.get(key) is not None:
-            info[key] = data[key]
-    if kind == "undecodable" and data.get("body") is not None:
-        info["body"] = data["body"]
-    for key in ("scheduled_for", "dead_at"):
-        if data.get(key) is not None:
-            info[key] = data[key]
+    if letter.body is not None:
+        info["body"] = letter.body
     return info
-
-
-def _receive(sqs: Any, url: str, visibility: int, max_messages: int) -> Iterable[dict[str, Any]]:
-    """DLQ messages, each at most once, hidden for ``visibility`` s while we look at them."""
-    seen: set[str] = set()
-    empty = 0
-    while len(seen) < max_messages and empty < 2:
-        got = sqs.receive_message(
-            QueueUrl=url,
-            MaxNumberOfMessages=max(1, min(10, max_messages - len(seen))),
-            VisibilityTimeout=visibility,
-            WaitTimeSeconds=0,
-            AttributeNames=["All"],
-        ).get("Messages", [])
-        fresh = [m for m in got if m["MessageId"] not in seen]
-        empty = 0 if fresh else empty + 1
-        for m in fresh:
-            seen.add(m["MessageId"])
-            yield m
-
-
-def _release(sqs: Any, url: str, messages: list[dict[str, Any]]) -> None:
-    """Make messages we only looked at visible again at once."""
-    for i in range(0, len(messages), 10):
-        chunk = messages[i : i + 10]
-        sqs.change_message_visibility_batch(
-            QueueUrl=url,
-            Entries=[
-                {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
-                for n, m in enumerate(chunk)
-            ],
-        )
 
 
 @dlq.command("list")
@@ -1073,24 +1175,28 @@ def _release(sqs: Any, url: str, messages: list[dict[str, Any]]) -> None:
     "--max", "max_messages", type=click.IntRange(1, 10000), default=100, show_default=True
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_wide_option
 @pass_config
-def dlq_list(cfg: _Config, max_messages: int, as_json: bool) -> None:
+def dlq_list(cfg: _Config, max_messages: int, as_json: bool, wide: bool) -> None:
     """Show DLQ messages without consuming them."""
-    url = cfg.require_dlq()
-    sqs = cfg.scheduler().sqs
-    messages: list[dict[str, Any]] = []
-    try:
-        for m in _receive(sqs, url, visibility=30, max_messages=max_messages):
-            messages.append(m)
-    finally:
-        _release(sqs, url, messages)
-    infos = [_describe_message(m) for m in messages]
+    cfg.require_dlq()
+    infos = [_letter_info(m) for m in cfg.scheduler().dead_letters(max_messages)]
     if as_json:
         _print_json(infos)
         return
+    from .cli_tables import Col, plural
+
     _table(
-        f"{len(infos)} DLQ message(s)",
-        ("kind", "task_id", "run_id", "attempts", "reason", "error", "sent_at"),
+        plural(len(infos), "DLQ message"),
+        (
+            Col("kind", 4, 8),
+            Col("task_id", 0, 10),
+            Col("run_id", 0, 15),
+            Col("tries", 3, 5, justify="right"),
+            Col("reason", 1, 12, wrap=True),
+            Col("error", 2, 12, wrap=True),
+            Col("sent_at", 5, 20),
+        ),
         (
             (
                 i["kind"],
@@ -1103,6 +1209,7 @@ def dlq_list(cfg: _Config, max_messages: int, as_json: bool) -> None:
             )
             for i in infos
         ),
+        wide=wide,
     )
 
 
@@ -1125,84 +1232,49 @@ def dlq_redrive(
 ) -> None:
     """Give dead runs new attempts; delete their DLQ messages once done.
 
-    Messages that cannot be redriven (undecodable, orphan, run no longer dead) are reported
-    and left on the queue. With TASK_ID RUN_ID and no DLQ message for it, the run is redriven
-    from the table if it is dead.
+    --all: messages that cannot be redriven (undecodable, orphan, run no longer dead) are
+    reported and left on the queue. TASK_ID RUN_ID: the run is redriven from the table if it is
+    dead, then its DLQ messages (if any) are deleted (Scheduler.redrive / redrive_all).
     """
     if redrive_all == bool(task_id):
         raise click.UsageError("give either --all or TASK_ID RUN_ID")
     if task_id and not run_id:
         raise click.UsageError("give both TASK_ID and RUN_ID")
     scheduler = cfg.scheduler()
-    url = cfg.require_dlq()
-    sqs = scheduler.sqs
-    results: list[dict[str, Any]] = []
-    redriven: set[tuple[str, str]] = set()
-    keep: list[dict[str, Any]] = []
-    failure: DynacronError | None = None
-    try:
-        for msg in _receive(sqs, url, visibility=60, max_messages=max_messages):
-            info = _describe_message(msg)
-            key = (info["task_id"], info["run_id"])
-            if not redrive_all and key != (task_id, run_id):
-                keep.append(msg)
-                continue
-            outcome = {k: info[k] for k in ("message_id", "kind", "task_id", "run_id")}
-            if info["kind"] not in _REDRIVABLE or not all(key):
-                keep.append(msg)
-                results.append(
-                    {
-                        **outcome,
-                        "outcome": "left",
-                        "detail": f"{info['kind']} message: nothing to redrive",
-                    }
-                )
-                continue
-            if key in redriven:
-                sqs.delete_message(QueueUrl=url, ReceiptHandle=msg["ReceiptHandle"])
-                results.append(
-                    {**outcome, "outcome": "deleted", "detail": "duplicate of a run redriven now"}
-                )
-                continue
-            try:
-                run = scheduler.redrive(*key)
-            except (TaskNotFound, RunNotFound, InvalidStateError) as exc:
-                keep.append(msg)
-                failure = failure or exc
-                results.append({**outcome, "outcome": "left", "detail": str(exc)})
-                continue
-            redriven.add(key)
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=msg["ReceiptHandle"])
-            results.append(
-                {**outcome, "outcome": "redriven", "detail": f"run is {run.status.value}"}
-            )
-    finally:
-        _release(sqs, url, keep)
-    if not redrive_all and not results:
+    cfg.require_dlq()
+    if redrive_all:
+        results = [dataclasses.asdict(r) for r in scheduler.redrive_all(max_messages)]
+    else:
         assert task_id and run_id
         run = scheduler.redrive(task_id, run_id)  # raises RunNotFound / InvalidStateError
-        results.append(
+        results = [
             {
                 "message_id": None,
                 "kind": None,
                 "task_id": task_id,
                 "run_id": run_id,
                 "outcome": "redriven",
-                "detail": f"no DLQ message; run redriven from the table, now {run.status.value}",
+                "detail": f"run is {run.status.value}; its DLQ messages deleted",
             }
-        )
+        ]
     if as_json:
         _print_json(results)
     else:
         done = sum(r["outcome"] == "redriven" for r in results)
         left = sum(r["outcome"] == "left" for r in results)
+        from .cli_tables import Col
+
         _table(
             f"redriven {done}, left {left}",
-            ("outcome", "kind", "task_id", "run_id", "detail"),
+            (
+                Col("outcome", 0, 7),
+                Col("kind", 3, 4),
+                Col("task_id", 0, 10),
+                Col("run_id", 0, 15),
+                Col("detail", 1, 12, wrap=True),
+            ),
             ((r["outcome"], r["kind"], r["task_id"], r["run_id"], r["detail"]) for r in results),
         )
-    if not redrive_all and failure is not None and not redriven:
-        raise failure
 
 
 # --- local ---------------------------------------------------------------------------------
@@ -1225,12 +1297,19 @@ def dlq_redrive(
     metavar="NAME=MODULE:FUNC",
     help="Lambda targets named NAME call this Python function (DYNACRON_LOCAL_LAMBDAS).",
 )
+@click.option(
+    "--state",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Keep tasks, runs and dead letters in FILE across restarts [in memory only].",
+)
 def local(
     port: int,
     handlers: str,
     demo: bool,
     duration: float | None,
     shards: int | None,
+    state: str | None,
     lambdas: tuple[str, ...] = (),
 ) -> int:
     """Run the whole system on an embedded moto server (no Docker, no account)."""
@@ -1260,8 +1339,14 @@ def local(
         demo=demo,
         duration=duration,
         shards=shards,
+        state=state,
     )
     return int(code or 0)
+
+
+# Commands kept in modules of their own register on ``cli`` when imported.
+from . import cli_stats  # noqa: E402, F401
+from .ui import command as _ui_command  # noqa: E402, F401
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -49,3 +49,14 @@ class ConfigurationError(DynacronError):
 
 class HandlerTimeout(DynacronError, TimeoutError):
     """A handler overran its timeout (or the Lambda's remaining time) and was stopped."""
+
+
+class WaitTimeout(DynacronError, TimeoutError):
+    """``Scheduler.wait`` ran out of time before the run finished (a ``TimeoutError``)."""
+
+    def __init__(self, task_id: str, run_id: str | None, timeout_s: float) -> None:
+        self.task_id = task_id
+        self.run_id = run_id
+        self.timeout_s = timeout_s
+        what = f"run {run_id!r} of task {task_id!r}" if run_id else f"a run of task {task_id!r}"
+        super().__init__(f"{what} did not finish within {timeout_s:g}s")

@@ -13,13 +13,21 @@ import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pynamodb.exceptions import TransactWriteError
+from pynamodb.exceptions import PynamoDBException, TransactWriteError
 
 from .clock import Clock, SystemClock, from_ms, to_ms
 from .dispatch import Dispatcher
-from .errors import InvalidStateError, RunNotFound, TaskNotFound, ValidationError
+from .errors import (
+    ConfigurationError,
+    DynacronError,
+    InvalidStateError,
+    RunNotFound,
+    TaskNotFound,
+    ValidationError,
+    WaitTimeout,
+)
 from .registry import check_name
 from .settings import Settings
 from .store import (
@@ -37,6 +45,10 @@ from .store import (
 )
 from .targets import Target
 from .triggers import At, Trigger
+
+if TYPE_CHECKING:
+    from .deadletters import DeadLetter, RedriveResult
+    from .stats import Stats
 from .types import (
     MAX_ID_LENGTH,
     MAX_PAYLOAD_BYTES,
@@ -52,6 +64,10 @@ from .types import (
 #: An ``At`` up to this far in the past is accepted and runs at once; older is refused.
 PAST_GRACE_SECONDS = 60.0
 _OPTIMISTIC_RETRIES = 5
+#: DLQ messages a redrive looks through for the run's records.
+REDRIVE_SCAN = 1000
+#: ``wait()`` without a run id looks at this many of the task's newest runs per poll.
+WAIT_WINDOW = 25
 
 
 @dataclass
@@ -297,6 +313,93 @@ class Scheduler:
             raise RunNotFound(task_id, run_id)
         return run_from_row(row)
 
+    def wait(
+        self,
+        task_id: str,
+        run_id: str | None = None,
+        timeout: float | timedelta = 60,
+        *,
+        poll_interval: float | timedelta = 1.0,
+    ) -> Run:
+        """The run once it has finished (succeeded, dead, skipped or expired).
+
+        With ``run_id``, that run (at once if it already has); without, the next run of the task
+        to finish after this call (runs already finished do not count). Raises ``WaitTimeout``
+        (a ``TimeoutError``) when ``timeout`` seconds pass first, ``TaskNotFound`` or
+        ``RunNotFound`` for an id that does not exist. Polls every ``poll_interval`` seconds:
+        with ``run_id`` one GetItem, without it a GetItem of the task and one Query of its
+        ``WAIT_WINDOW`` newest runs (so a wait without ``run_id`` does not see a redrive of an
+        older run). Time passes on the Scheduler's clock: in ``dynacron.testing`` it is
+        virtual and waiting plays the deployment forward.
+        """
+        timeout_s = to_seconds(timeout, "timeout")
+        interval = to_seconds(poll_interval, "poll_interval")
+        if timeout_s < 0:
+            raise ValidationError("timeout", f"must be ≥ 0 seconds, got {timeout_s:g}")
+        if interval <= 0:
+            raise ValidationError("poll_interval", f"must be > 0 seconds, got {interval:g}")
+        deadline = self.clock.now() + timedelta(seconds=timeout_s)
+        check = self._finished_check(task_id, run_id)
+        while True:
+            found = check()
+            if found is not None:
+                return found
+            left = (deadline - self.clock.now()).total_seconds()
+            if left <= 0:
+                raise WaitTimeout(task_id, run_id, timeout_s)
+            # dynacron.testing's clock plays virtual time forward and wakes when a run finishes.
+            until_change = getattr(self.clock, "sleep_until_change", None)
+            if until_change is not None:
+                until_change(left)
+            else:
+                self.clock.sleep(min(interval, left))
+
+    def _finished_check(self, task_id: str, run_id: str | None) -> Callable[[], Run | None]:
+        """A function returning the awaited run once finished, else None."""
+        if run_id is not None:
+            self.get_run(task_id, run_id)  # RunNotFound now rather than a timeout later
+
+            def one() -> Run | None:
+                run = self.get_run(task_id, run_id)
+                return run if run.status.terminal else None
+
+            return one
+        done_before = {r.run_id for r in self.runs(task_id, WAIT_WINDOW) if r.status.terminal}
+
+        def next_one() -> Run | None:
+            done = [r for r in self.runs(task_id, WAIT_WINDOW) if r.status.terminal]
+            fresh = [r for r in done if r.run_id not in done_before]
+            if not fresh:
+                return None
+            return min(fresh, key=lambda r: (r.finished_at or r.scheduled_for, r.run_id))
+
+        return next_one
+
+    def stats(
+        self, since: timedelta | float = timedelta(hours=1), *, max_items: int | None = None
+    ) -> Stats:
+        """Runs by status, first-attempt lateness p50/p99/max, retries, dead, DLQ and work-queue
+        depth, the oldest overdue run, over runs scheduled in the last ``since``.
+
+        Bounded: the Scan behind it stops after ``max_items`` items read (default 20,000) and
+        the result says ``complete=False``; see ``dynacron.stats`` for what each figure costs.
+        """
+        from .stats import DEFAULT_MAX_ITEMS, collect
+
+        window = to_seconds(since, "since")
+        if window <= 0:
+            raise ValidationError("since", f"must be > 0 seconds, got {window:g}")
+        cap = DEFAULT_MAX_ITEMS if max_items is None else max_items
+        if isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= 10_000_000:
+            raise ValidationError("max_items", f"must be an integer 1..10000000, got {cap!r}")
+        now = self.clock.now()
+        try:
+            return collect(
+                self.store, self.sqs, self.settings, now, now - timedelta(seconds=window), cap
+            )
+        except PynamoDBException as exc:
+            raise DynacronError(f"cannot read stats: {exc}") from exc
+
     # --- change --------------------------------------------------------------------------------
 
     def pause(self, task_id: str) -> Task:
@@ -458,7 +561,40 @@ class Scheduler:
         self._short_notice(run_row)
         return self.get_run(task_id, run_row.run_id)
 
+    # --- the dead-letter queue --------------------------------------------------------------
+
+    def _dlq_url(self) -> str:
+        if not self.settings.dlq_url:
+            raise ConfigurationError("no DLQ: set DYNACRON_DLQ_URL or pass settings.dlq_url")
+        return self.settings.dlq_url
+
+    def dead_letters(self, max_messages: int = 100) -> list[DeadLetter]:
+        """The DLQ's records (at most ``max_messages``), without consuming them."""
+        from .deadletters import list_messages
+
+        return list_messages(self.sqs, self._dlq_url(), max_messages)
+
     def redrive(self, task_id: str, run_id: str) -> Run:
+        """Give a ``dead`` or ``expired`` run a fresh set of attempts, now, then delete its DLQ
+        messages (only once the run is revived: a failure leaves them on the queue).
+
+        Raises ``RunNotFound``, or ``InvalidStateError`` for a run that is not dead or expired.
+        """
+        from .deadletters import delete_for_run
+
+        run = self._redrive_run(task_id, run_id)
+        if self.settings.dlq_url:
+            delete_for_run(self.sqs, self.settings.dlq_url, task_id, run_id, REDRIVE_SCAN)
+        return run
+
+    def redrive_all(self, max_messages: int = REDRIVE_SCAN) -> list[RedriveResult]:
+        """Redrive the run of every redrivable DLQ message (at most ``max_messages`` looked at);
+        undecodable and orphan records, and runs no longer dead, are left on the queue."""
+        from .deadletters import redrive_messages
+
+        return redrive_messages(self.sqs, self._dlq_url(), self._redrive_run, max_messages)
+
+    def _redrive_run(self, task_id: str, run_id: str) -> Run:
         """Give a ``dead`` or ``expired`` run a fresh set of attempts, now."""
         row = self.store.get_run_row(task_id, run_id)
         if row is None:

@@ -275,6 +275,31 @@ class Store:
         rows = [self.models.Run.from_raw_data(item) for item in page.get("Items", [])]
         return rows, result.page_iter.last_evaluated_key
 
+    def next_due(self, shard: int, after_ms: int, until_ms: int) -> int | None:
+        """The earliest ``due_at`` in ``(after_ms, until_ms]`` of one shard, or None (one
+        Query returning at most one item: what ``dynacron.testing`` jumps its clock to)."""
+        model = self.models.Run
+        for row in model.due_index.query(
+            shard, model.due_at.between(after_ms + 1, until_ms), limit=1
+        ):
+            return int(row.due_at)
+        return None
+
+    def scan_runs_page(
+        self, since_ms: int, until_ms: int, last_key: dict[str, Any] | None, page_size: int
+    ) -> tuple[list[RunRow], dict[str, Any] | None, int]:
+        """One Scan page of runs scheduled in ``[since_ms, until_ms]``: (rows, next key, items
+        the page read). A Scan is billed for every item it reads, filtered out or not."""
+        model = self.models.Run
+        result = model.scan(
+            model.sk.startswith(RUN_PREFIX) & model.scheduled_for.between(since_ms, until_ms),
+            last_evaluated_key=last_key,
+            page_size=page_size,
+        )
+        page = next(result.page_iter, None) or {}
+        rows = [model.from_raw_data(item) for item in page.get("Items", [])]
+        return rows, result.page_iter.last_evaluated_key, int(page.get("ScannedCount", 0))
+
     def new_run_row(self, **values: Any) -> RunRow:
         return self.models.Run(**values)
 

@@ -80,6 +80,7 @@ class LocalProcess:
     workdir: Path
     args: list[str]
     proc: subprocess.Popen[bytes] | None = None
+    new_session: bool = False  # its own process group, for signals sent to the whole group
     out: Path = field(init=False)
     err: Path = field(init=False)
     handler_log: Path = field(init=False)
@@ -102,6 +103,7 @@ class LocalProcess:
                 stdout=out,
                 stderr=err,
                 stdin=subprocess.DEVNULL,
+                start_new_session=self.new_session,
             )
         return self
 
@@ -276,9 +278,10 @@ def test_sigint_lets_the_inflight_run_finish_and_deletes_nothing_unprocessed(
     assert f"done {run_id}" in log, "the in-flight handler was cut off"
     assert not any(line.startswith("ok ") for line in log), "a run started after Ctrl-C"
     err = rt.stderr()
-    assert "1 in-flight batch(es) finished" in err, err[-2000:]
+    assert "1 in-flight batch finished" in err, err[-2000:]
     # The queued run's message was neither processed nor deleted.
-    assert "1 message(s) left on the work queue" in err, err[-2000:]
+    assert "1 message on the work queue not processed" in err, err[-2000:]
+    assert "lived in memory and is gone" in err, err[-2000:]
 
 
 def test_demo_runs_its_sample_and_exits_zero(runtimes: Runtimes) -> None:

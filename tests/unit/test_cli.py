@@ -97,7 +97,7 @@ def test_schedule_each_trigger_then_list_show_runs(dc):
     assert [r["status"] for r in dc.json("runs", "one")] == ["pending"]
 
     table = dc("list").stdout  # human output is readable in a non-TTY
-    assert "3 task(s)" in table and every["task_id"] in table and "Europe/Berlin" in table
+    assert "3 tasks" in table and every["task_id"] in table and "Europe/Berlin" in table
     assert (
         "scheduled task one"
         in dc(
@@ -335,7 +335,8 @@ def test_local_calls_the_runtime(monkeypatch):
     )
     assert result.exit_code == 7
     assert calls == [
-        {"port": 9000, "handlers": ["a.b", "c"], "demo": True, "duration": 2.5, "shards": 2}
+        {"port": 9000, "handlers": ["a.b", "c"], "demo": True, "duration": 2.5, "shards": 2,
+         "state": None}
     ]
     assert CliRunner().invoke(cli, ["local"]).exit_code == 7
     assert calls[-1] == {
@@ -344,4 +345,5 @@ def test_local_calls_the_runtime(monkeypatch):
         "demo": False,
         "duration": None,
         "shards": None,
+        "state": None,
     }

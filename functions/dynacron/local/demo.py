@@ -21,6 +21,7 @@ run stores the start of its latest attempt) and which the worker reported when i
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -288,50 +289,56 @@ class DemoOutcome:
 
     def print(self, file: Any = None) -> None:
         from rich.console import Console
-        from rich.table import Table
+
+        from ..cli_tables import Col, plural, render
 
         out = file or sys.stdout
-        console = Console(file=out, width=None if out.isatty() else 150)
-        table = Table(
-            title=f"dynacron demo · {len(self.results)} tasks · {self.elapsed_s:.0f} s",
-            title_justify="left",
-            show_footer=True,
+        # A terminal (or $COLUMNS) sets the width; piped output is not squeezed.
+        console = Console(
+            file=out, width=None if out.isatty() or os.environ.get("COLUMNS") else 150
         )
+
         all_runs = [r for res in self.results for r in res.runs]
         all_late = [v for res in self.results for v in res.lateness_ms]
         sums = _counts(all_runs)
-        table.add_column("task", footer="total")
-        table.add_column("type")
-        table.add_column("trigger")
-        table.add_column("runs", justify="right", footer=str(len(all_runs)))
-        table.add_column("succeeded", justify="right", footer=str(sums["succeeded"]))
-        table.add_column("dead", justify="right", footer=str(sums["dead"]))
-        table.add_column("retried", justify="right", footer=str(sums["retried"]))
-        table.add_column("lateness p50", justify="right", footer=fmt_ms(percentile(all_late, 50)))
-        table.add_column("p99", justify="right", footer=fmt_ms(percentile(all_late, 99)))
         passed = sum(r.ok for r in self.results)
-        table.add_column("ended as intended", footer=f"{passed}/{len(self.results)}")
+        # Priorities: what a reader of an 80-column terminal needs first stays (cli_tables).
+        columns = [
+            Col("task", 0, 10, footer="total"),
+            Col("type", 4, 6),
+            Col("trigger", 5, 10, wrap=True),
+            Col("runs", 1, 4, justify="right", footer=str(len(all_runs))),
+            Col("ok", 1, 3, justify="right", footer=str(sums["succeeded"])),
+            Col("dead", 1, 4, justify="right", footer=str(sums["dead"])),
+            Col("retry", 3, 5, justify="right", footer=str(sums["retried"])),
+            Col("p50", 2, 6, justify="right", footer=fmt_ms(percentile(all_late, 50))),
+            Col("p99", 3, 6, justify="right", footer=fmt_ms(percentile(all_late, 99))),
+            Col("as intended", 0, 20, wrap=True, footer=f"{passed}/{len(self.results)}"),
+        ]
+        rows = []
         for res in self.results:
             c = _counts(res.runs)
-            mark = "[green]✓[/]" if res.ok else "[bold red]✗[/]"
-            table.add_row(
-                res.task.task_id.removeprefix("demo-"),
-                res.task.task_type,
-                res.task.label,
-                str(len(res.runs)),
-                str(c["succeeded"]),
-                str(c["dead"]),
-                str(c["retried"]),
-                fmt_ms(percentile(res.lateness_ms, 50)),
-                fmt_ms(percentile(res.lateness_ms, 99)),
-                f"{mark} {res.note}",
+            rows.append(
+                (
+                    res.task.task_id.removeprefix("demo-"),
+                    res.task.task_type,
+                    res.task.label,
+                    str(len(res.runs)),
+                    str(c["succeeded"]),
+                    str(c["dead"]),
+                    str(c["retried"]),
+                    fmt_ms(percentile(res.lateness_ms, 50)),
+                    fmt_ms(percentile(res.lateness_ms, 99)),
+                    f"{'✓' if res.ok else '✗'} {res.note}",
+                )
             )
-        console.print(table)
+        title = f"dynacron demo · {len(self.results)} tasks · {self.elapsed_s:.0f} s"
+        render(console, title, columns, rows, footer=True)
         console.print(
-            "lateness = start of a run's first attempt - its scheduled time; "
+            "p50/p99: lateness = start of a run's first attempt - its scheduled time; "
             "every figure above is read back from the table and the DLQ."
         )
-        console.print(f"dead-letter queue: {self.dlq_count} message(s)")
+        console.print(f"dead-letter queue: {plural(self.dlq_count, 'message')}")
         for body in self.dlq.values():
             console.print(
                 f"  · {body.get('task_id')} / {body.get('run_id')}: {body.get('reason')}"

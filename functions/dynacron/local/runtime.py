@@ -34,8 +34,11 @@ needed for a loopback endpoint.
 
 Ctrl-C (SIGINT) or SIGTERM stops gracefully: the poller stops, the workers stop receiving, the
 batches in flight finish (bounded wait; a second Ctrl-C stops at once) and are acknowledged,
-messages not processed are left on the queue (never deleted), then the server stops. Everything
-lives in the server's memory and is gone after that.
+messages not processed are left on the queue (never deleted), then the server stops. A
+SIGTERM sent to the whole process group stops it as promptly (the server child ignores it and
+waits for this process). Everything lives in the server's memory and is gone after that,
+unless ``--state FILE`` keeps the table and the dead letters (``local.state``); both the start
+and the stop lines say which.
 """
 
 from __future__ import annotations
@@ -103,10 +106,15 @@ class StopReport:
     returned: int = 0  # messages received during the stop and handed back unprocessed
     left_on_queue: int | None = None  # visible + in flight + delayed, just before shutdown
     forced: bool = False
+    state_path: str | None = None  # --state FILE
+    saved: Any = None  # state.StateSummary once saved
+    save_error: str | None = None
 
     def describe(self) -> str:
+        from ..cli_tables import plural
+
         parts = [
-            f"{self.inflight_batches} in-flight batch(es) "
+            f"{plural(self.inflight_batches, 'in-flight batch', 'in-flight batches')} "
             + (
                 "finished"
                 if not self.unfinished_batches
@@ -115,12 +123,25 @@ class StopReport:
         ]
         if self.left_on_queue is not None:
             parts.append(
-                f"{self.left_on_queue} message(s) left on the work queue "
-                "(not processed, not deleted)"
+                f"{plural(self.left_on_queue, 'message')} on the work queue not processed"
             )
         if self.returned:
             parts.append(f"{self.returned} returned unprocessed")
+        parts.append(self._state())
         return "dynacron local: stopped: " + "; ".join(parts)
+
+    def _state(self) -> str:
+        if self.state_path is None:
+            return (
+                "its state (tasks, runs, queues) lived in memory and is gone "
+                "(--state FILE keeps tasks and runs)"
+            )
+        if self.save_error is not None:
+            return f"state NOT saved to {self.state_path}: {self.save_error}"
+        return (
+            f"state saved to {self.state_path} ({self.saved.describe()}; runs that were on "
+            "the work queue come back by lease expiry after a restart)"
+        )
 
 
 def split_modules(handlers: Iterable[str] | None) -> list[str]:
@@ -163,7 +184,10 @@ class LocalRuntime:
         workers: int = DEFAULT_WORKERS,
         stats: Stats | None = None,
         host: str = "127.0.0.1",
+        state_path: str | None = None,
     ) -> None:
+        self.state_path = state_path
+        self.restored: Any = None  # state.StateSummary when --state FILE had something
         self.port = port
         self.host = host
         self.modules = split_modules(handlers)
@@ -194,6 +218,11 @@ class LocalRuntime:
 
         template = load_template(find_template())  # fail before starting anything
         self._load_handlers(registry)
+        saved = None
+        if self.state_path is not None:
+            from . import state
+
+            saved = state.read(self.state_path)  # StateFileError before starting anything
         # The embedded server accepts any credentials; boto3 still wants some.
         if not os.environ.get("AWS_ACCESS_KEY_ID"):
             os.environ["AWS_ACCESS_KEY_ID"] = "testing"
@@ -227,6 +256,10 @@ class LocalRuntime:
         )["Attributes"]
         self.queue_arn = attrs["QueueArn"]
         self.visibility_timeout = int(attrs.get("VisibilityTimeout", 5400))
+        if saved is not None:
+            from . import state
+
+            self.restored = state.load(self.dynamodb, self.sqs, self.settings, saved)
 
         self.dispatcher = Dispatcher(
             Store(self.settings), self.sqs, self.settings, on_event=self.stats.on_event
@@ -437,6 +470,14 @@ class LocalRuntime:
                 report.left_on_queue = sum(int(v) for v in attrs.values())
             except Exception:  # a figure for the user only
                 report.left_on_queue = None
+        report.state_path = self.state_path
+        if self.state_path is not None and self.settings is not None and self.server is not None:
+            from . import state
+
+            try:
+                report.saved = state.save(self.dynamodb, self.sqs, self.settings, self.state_path)
+            except Exception as exc:  # said in the stop line; the exit code says it too
+                report.save_error = f"{type(exc).__name__}: {exc}"
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
         if self.server is not None:
@@ -456,6 +497,7 @@ def main(
     demo: bool = False,
     duration: float | None = None,
     shards: int | None = None,
+    state: str | None = None,
 ) -> int:
     """Run ``dynacron local``; returns the exit code.
 
@@ -473,7 +515,9 @@ def main(
     if demo and "dynacron.examples" not in modules:
         modules.append("dynacron.examples")
     stats = Stats(keep_first_lateness=demo)
-    rt = LocalRuntime(port=port, handlers=modules, shards=shards, stats=stats)
+    from .state import StateFileError
+
+    rt = LocalRuntime(port=port, handlers=modules, shards=shards, stats=stats, state_path=state)
     try:
         rt.start()
     except PortInUse as exc:
@@ -486,10 +530,11 @@ def main(
     except HandlerImportError as exc:
         print(f"dynacron local: {exc}", file=sys.stderr)
         return 2
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, StateFileError) as exc:
         print(f"dynacron local: {exc}", file=sys.stderr)
         return 2
     print(rt.export_line, flush=True)
+    print(f"dynacron local: {_state_line(rt)}", file=sys.stderr, flush=True)
 
     stop, force = threading.Event(), threading.Event()
     restore = _install_signals(stop, force)
@@ -523,9 +568,11 @@ def main(
     finally:
         progress.stop()
         if stop.is_set():
-            inflight = stats.inflight_batches
+            from ..cli_tables import plural
+
+            inflight = plural(stats.inflight_batches, "in-flight batch", "in-flight batches")
             print(
-                f"dynacron local: stopping; waiting for {inflight} in-flight batch(es) "
+                f"dynacron local: stopping; waiting for {inflight} "
                 "(Ctrl-C again to quit now)",
                 file=sys.stderr,
                 flush=True,
@@ -540,12 +587,26 @@ def main(
         code = 130
     if report.forced:
         code = 130
+    if report.save_error is not None and code == 0:
+        code = 1
     if report.unfinished_batches or report.forced:
         # Handler threads still running would hold the interpreter open at exit.
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
     return code
+
+
+def _state_line(rt: LocalRuntime) -> str:
+    """Where the state lives, said at start (the stop line says it again)."""
+    if rt.state_path is None:
+        return (
+            "state lives in memory only: tasks, runs and queues are gone when this stops "
+            "(--state FILE keeps tasks and runs)"
+        )
+    if rt.restored is None:
+        return f"state: {rt.state_path} does not exist yet; it is written when this stops"
+    return f"state: restored {rt.restored.describe()} from {rt.state_path}"
 
 
 def _install_signals(stop: threading.Event, force: threading.Event) -> Any:
@@ -578,6 +639,7 @@ def _cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--demo", action="store_true")
     parser.add_argument("--duration", type=float)
     parser.add_argument("--shards", type=int)
+    parser.add_argument("--state", metavar="FILE", help="keep tasks and runs in FILE")
     args = parser.parse_args(argv)
     return main(
         port=args.port,
@@ -585,6 +647,7 @@ def _cli(argv: list[str] | None = None) -> int:
         demo=args.demo,
         duration=args.duration,
         shards=args.shards,
+        state=args.state,
     )
 
 

@@ -240,8 +240,12 @@ def serve(host: str, port: int, serialize_all: bool = False) -> None:
 
     from .motofix import patch_moto
 
-    # Ctrl-C reaches the whole process group; the parent's graceful stop still needs the server.
+    # Ctrl-C, and a SIGTERM sent to the process group (`timeout 15 dynacron local`, systemd,
+    # docker stop), reach this child too; the parent's graceful stop still needs the server,
+    # and without it the parent's clients retried a dead endpoint for ~100 s. The child exits
+    # when its stdin closes, i.e. when the parent stops it or dies, even by kill -9.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     patch_moto()
     server = LocalMotoServer(host, port, serialize_all=serialize_all)
     try:

@@ -1,0 +1,1 @@
+"""``dynacron ui``: the web dashboard (``pip install 'dynacron[ui]'``)."""
