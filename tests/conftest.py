@@ -16,6 +16,8 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "DynacronTest")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "dynacron-test")
+# Unit tests run stock moto (motofix is checked against it): dynacron.testing must not patch it.
+os.environ.setdefault("DYNACRON_TESTING_STOCK_MOTO", "1")
 
 from dynacron.clock import FrozenClock
 from dynacron.local.provision import find_template, load_template, provision
