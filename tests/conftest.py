@@ -22,34 +22,32 @@ os.environ.setdefault("DYNACRON_TESTING_STOCK_MOTO", "1")
 from dynacron.clock import FrozenClock
 from dynacron.local.provision import find_template, load_template, provision
 from dynacron.settings import Settings
+from dynacron.testing import VirtualQueue
 
 T0 = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC)
 TEMPLATE = load_template(find_template())
 
 
-class RecordingSQS:
-    """Wraps a real SQS client: records what dynacron sends, forwards it without DelaySeconds.
+class RecordingSQS(VirtualQueue):
+    """dynacron.testing's virtual-time SQS wrapper, recording what dynacron sends.
 
-    moto applies DelaySeconds on the wall clock, which a frozen-clock test cannot advance; the
-    recorded delays are asserted instead.
+    moto applies DelaySeconds on the wall clock, which a frozen-clock test cannot advance:
+    messages are forwarded without it (and visibility changes made 0), and the recorded delays
+    are asserted instead.
     """
 
-    def __init__(self, client: Any) -> None:
-        self._client = client
+    def __init__(self, client: Any, clock: FrozenClock) -> None:
+        super().__init__(client, clock)
         self.sent: list[dict[str, Any]] = []
         self.visibility: list[int] = []
 
     def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> Any:
         self.sent.extend({**e, "QueueUrl": QueueUrl} for e in Entries)
-        entries = [{k: v for k, v in e.items() if k != "DelaySeconds"} for e in Entries]
-        return self._client.send_message_batch(QueueUrl=QueueUrl, Entries=entries)
+        return super().send_message_batch(QueueUrl=QueueUrl, Entries=Entries)
 
     def change_message_visibility(self, **kwargs: Any) -> Any:
         self.visibility.append(kwargs["VisibilityTimeout"])
-        return self._client.change_message_visibility(**{**kwargs, "VisibilityTimeout": 0})
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
+        return super().change_message_visibility(**kwargs)
 
 
 @dataclass
@@ -141,7 +139,7 @@ def make_env(clock: FrozenClock, prefix: str = "test", shards: int = 4) -> Itera
             region="us-east-1",
             shards=shards,
         )
-        yield Env(settings, dynamodb, RecordingSQS(sqs), clock)
+        yield Env(settings, dynamodb, RecordingSQS(sqs, clock), clock)
 
 
 @pytest.fixture
