@@ -16,6 +16,8 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "DynacronTest")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "dynacron-test")
+# Unit tests run stock moto (motofix is checked against it): dynacron.testing must not patch it.
+os.environ.setdefault("DYNACRON_TESTING_STOCK_MOTO", "1")
 
 from helpers import awscalls
 
@@ -24,34 +26,32 @@ awscalls.install()  # before any client exists: tests/unit/test_permissions.py r
 from dynacron.clock import FrozenClock  # noqa: E402
 from dynacron.local.provision import find_template, load_template, provision  # noqa: E402
 from dynacron.settings import Settings  # noqa: E402
+from dynacron.testing import VirtualQueue  # noqa: E402
 
 T0 = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC)
 TEMPLATE = load_template(find_template())
 
 
-class RecordingSQS:
-    """Wraps a real SQS client: records what dynacron sends, forwards it without DelaySeconds.
+class RecordingSQS(VirtualQueue):
+    """dynacron.testing's virtual-time SQS wrapper, recording what dynacron sends.
 
-    moto applies DelaySeconds on the wall clock, which a frozen-clock test cannot advance; the
-    recorded delays are asserted instead.
+    moto applies DelaySeconds on the wall clock, which a frozen-clock test cannot advance:
+    messages are forwarded without it (and visibility changes made 0), and the recorded delays
+    are asserted instead.
     """
 
-    def __init__(self, client: Any) -> None:
-        self._client = client
+    def __init__(self, client: Any, clock: FrozenClock) -> None:
+        super().__init__(client, clock)
         self.sent: list[dict[str, Any]] = []
         self.visibility: list[int] = []
 
     def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> Any:
         self.sent.extend({**e, "QueueUrl": QueueUrl} for e in Entries)
-        entries = [{k: v for k, v in e.items() if k != "DelaySeconds"} for e in Entries]
-        return self._client.send_message_batch(QueueUrl=QueueUrl, Entries=entries)
+        return super().send_message_batch(QueueUrl=QueueUrl, Entries=Entries)
 
     def change_message_visibility(self, **kwargs: Any) -> Any:
         self.visibility.append(kwargs["VisibilityTimeout"])
-        return self._client.change_message_visibility(**{**kwargs, "VisibilityTimeout": 0})
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
+        return super().change_message_visibility(**kwargs)
 
 
 @dataclass
@@ -143,7 +143,7 @@ def make_env(clock: FrozenClock, prefix: str = "test", shards: int = 4) -> Itera
             region="us-east-1",
             shards=shards,
         )
-        yield Env(settings, dynamodb, RecordingSQS(sqs), clock)
+        yield Env(settings, dynamodb, RecordingSQS(sqs, clock), clock)
 
 
 @pytest.fixture

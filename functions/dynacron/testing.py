@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -39,8 +40,8 @@ from .types import Run, RunContext, to_seconds
 
 #: The longest hide the fake event source asks of SQS: the 12 h visibility maximum.
 _HIDE_S = 43_200
-#: Shards of the test deployment: more than one, so tasks land on different partitions.
-_SHARDS = 2
+#: Shards of the test deployment: one query per poll (the poller's code is the same for N).
+_SHARDS = 1
 _MAX_STEPS = 100_000
 
 
@@ -168,10 +169,15 @@ class TestEnv:
         return [self.scheduler.get_run(t, r) for t, r in self._finished[start:]]
 
     def _play_until(self, end: datetime, stop_after: int | None = None) -> None:
+        polled_at: datetime | None = None
         for _ in range(_MAX_STEPS):
             if stop_after is not None and len(self._finished) > stop_after:
                 return
-            self.dispatcher.poll()
+            # The poller claims by time: a second poll at the same instant finds nothing new
+            # (the SDK dispatches what it creates for "now" itself), so poll when time moved.
+            if polled_at != self.clock.now():
+                polled_at = self.clock.now()
+                self.dispatcher.poll()
             self._collect()
             ready = self._next_ready()
             if ready is not None and ready.visible_at <= self.clock.now():
@@ -328,6 +334,7 @@ def local(
     handlers: Iterable[str] = (),
     shards: int = _SHARDS,
     prefix: str = "dynacron-test",
+    fast_moto: bool | None = None,
     **settings: Any,
 ) -> Iterator[TestEnv]:
     """A dynacron deployment on in-process moto for one test; see the module docstring.
@@ -336,6 +343,12 @@ def local(
     ``handlers`` are modules to import for their ``@handler``s. Other keyword arguments
     override ``Settings`` fields (e.g. ``lease_s=60``). Needs ``template.yaml`` (found in the
     checkout, the working directory or ``$DYNACRON_TEMPLATE``).
+
+    ``fast_moto`` (default: on, unless ``$DYNACRON_TESTING_STOCK_MOTO=1``) applies
+    ``dynacron.local.motofix`` to moto in this process, as ``dynacron local`` does in its server:
+    fixes to what moto's answers cost, never to what they are (stock moto copies the whole table
+    on every transaction, so a claim costs more with every run in the table). It is global and
+    stays for the rest of the process, for other moto users in the same test run too.
     """
     import boto3
     from moto import mock_aws
@@ -349,6 +362,12 @@ def local(
     if start is not None and start.tzinfo is None:
         raise ValidationError("start", "must be an aware datetime (naive datetimes are refused)")
     registry.load(handlers)
+    if fast_moto is None:
+        fast_moto = os.environ.get("DYNACRON_TESTING_STOCK_MOTO", "") not in ("1", "true")
+    if fast_moto:
+        from .local.motofix import patch_moto
+
+        patch_moto()
     clock = FrozenClock(start or datetime.now(UTC).replace(microsecond=0))
     template = load_template(find_template())
     with mock_aws():

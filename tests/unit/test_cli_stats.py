@@ -65,3 +65,20 @@ def test_watch_refreshes_on_the_clock_then_stops(env):
     assert out.count("dynacron stats") == 3
     assert "succeeded 7" in out  # a minute later, the 10:06 run had finished
     assert env.now() - before == timedelta(minutes=2)
+
+
+def test_watch_on_a_terminal_redraws_in_place(env, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    import dynacron.cli_stats
+
+    buf = io.StringIO()
+    term = Console(file=buf, force_terminal=True, width=80, color_system=None)
+    monkeypatch.setattr(dynacron.cli_stats, "_console", lambda: term)
+    before = env.now()
+    invoke(env, "watch", "--interval", "30", "--iterations", "2")
+    out = buf.getvalue()
+    assert "dynacron stats" in out and "\x1b[" in out  # cursor movement: a live panel
+    assert env.now() - before == timedelta(seconds=30)
