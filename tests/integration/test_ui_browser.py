@@ -120,7 +120,10 @@ def test_pages_show_the_task_and_the_dead_run_and_redrive_works(browser, dashboa
 
     browser.get(url + "/")
     tasks = browser.find_element(By.ID, "tasks").text
-    assert "nightly-report" in tasks and "cron '0 8 * * *' Europe/Berlin" in tasks
+    from dynacron import Cron
+
+    described = Cron("0 8 * * *", tz="Europe/Berlin").describe()
+    assert "nightly-report" in tasks and described in tasks
     assert "sync-crm" in tasks
     browser.save_screenshot(str(DOCS / "ui-tasks.png"))
 
