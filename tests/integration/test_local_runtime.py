@@ -250,6 +250,42 @@ def test_second_client_without_credentials_schedules_a_task_that_succeeds(
     assert f"ok {run.run_id}" in runtimes.serving.handler_log.read_text()
 
 
+def test_rrule_and_when_tasks_fire_where_next_said(runtimes: Runtimes) -> None:
+    """The calendar triggers through the CLI and the running local system, not only in-process."""
+    import json
+
+    env = {**os.environ, **runtimes.serving.env(), "COLUMNS": "80"}
+    cli = [str(Path(sys.executable).with_name("dynacron"))]
+    start = (datetime.now(UTC) + timedelta(seconds=3)).replace(microsecond=0)
+    rule = ["--rrule", "FREQ=SECONDLY;INTERVAL=2;COUNT=3", "--start-at", start.isoformat()]
+
+    def run(*args: str) -> str:
+        done = subprocess.run([*cli, *args], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    preview = json.loads(run("next", *rule, "-n", "5", "--after", start.isoformat(), "--json"))
+    said = [f["utc"] for f in preview["fires"]]
+    run("schedule", "t-ok", *rule, "--task-id", "rrule-local")
+    run("schedule", "t-ok", "--when", "every 2 seconds", "--start-at", start.isoformat(),
+        "--end-at", (start + timedelta(seconds=4)).isoformat(), "--task-id", "when-local")
+
+    sched = scheduler_for(env)
+    for task_id in ("rrule-local", "when-local"):
+        wait_for(
+            f"three runs of {task_id} to succeed",
+            lambda t=task_id: run_status(sched, t) == ["succeeded"] * 3,
+            timeout=30,
+        )
+    iso = "%Y-%m-%dT%H:%M:%SZ"
+    fired = sorted(r.scheduled_for.strftime(iso) for r in sched.runs("rrule-local"))
+    assert fired == said == [(start + timedelta(seconds=k)).strftime(iso) for k in (0, 2, 4)]
+    assert sorted(r.scheduled_for for r in sched.runs("when-local")) == [
+        start + timedelta(seconds=k) for k in (0, 2, 4)
+    ]
+    assert sched.get("rrule-local").status.value == "completed"
+
+
 def test_sigint_lets_the_inflight_run_finish_and_deletes_nothing_unprocessed(
     runtimes: Runtimes,
 ) -> None:
