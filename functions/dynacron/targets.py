@@ -736,8 +736,12 @@ def refusal(target: Target, settings: Any) -> str | None:
     resource = target.resource()
     if not allowed or resource is None or resource in allowed:
         return None
-    # A bare name of an allowed function or bus (IAM lists them by ARN).
+    # A bare name of an allowed function or bus (IAM lists them by ARN); a queue URL whose host
+    # names no region (an emulator, a VPC endpoint) by its account and name.
     suffix = {"lambda": f":function:{resource}", "eventbus": f":event-bus/{resource}"}
+    if target.kind == "sqs" and resource.startswith(("http://", "https://")):
+        _, account, name = urlparse(resource).path.split("/")
+        suffix["sqs"] = f":sqs:{getattr(settings, 'region', '')}:{account}:{name}"
     if target.kind in suffix and any(a.endswith(suffix[target.kind]) for a in allowed):
         return None
     return (

@@ -37,6 +37,7 @@ from stack import (
 )
 
 from dynacron import At, Every, RetryPolicy, Run, Scheduler
+from dynacron.targets import KEY_ATTRIBUTE, Sqs
 
 pytestmark = pytest.mark.deploy
 
@@ -55,9 +56,27 @@ def emulator() -> Iterator[Emulator]:
         yield emu
 
 
+@dataclass
+class TargetQueues:
+    allowed: str  # in the stack's TargetQueueArns: the worker's role may send to it
+    other: str  # not listed: the worker must refuse it
+
+
 @pytest.fixture(scope="module")
-def stack(emulator: Emulator) -> Iterator[Stack]:
-    deployed = deploy(emulator, "dynacron-it")
+def target_queues(emulator: Emulator) -> TargetQueues:
+    sqs = emulator.client("sqs")
+    return TargetQueues(*(sqs.create_queue(QueueName=n)["QueueUrl"] for n in ("jobs", "other")))
+
+
+def queue_arn(emulator: Emulator, url: str) -> str:
+    attrs = emulator.client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+    return str(attrs["Attributes"]["QueueArn"])
+
+
+@pytest.fixture(scope="module")
+def stack(emulator: Emulator, target_queues: TargetQueues) -> Iterator[Stack]:
+    allowed = queue_arn(emulator, target_queues.allowed)
+    deployed = deploy(emulator, "dynacron-it", BUILT_TEMPLATE, f"TargetQueueArns={allowed}")
     fix_event_source_concurrency(deployed, 10)
     grant_send_message_batch(deployed)
     with pytest.MonkeyPatch.context() as mp:
@@ -105,7 +124,7 @@ def finished_runs(s: Scheduler, task_id: str, count: int) -> list[Run] | None:
 
 
 @pytest.fixture(scope="module")
-def workload(stack: Stack) -> Workload:
+def workload(stack: Stack, target_queues: TargetQueues) -> Workload:
     s = scheduler(stack)
     # Warm the worker (its first invocation is a cold start) through the SDK's short-notice path.
     warm = s.schedule("send-email", {"to": "warm@example.com"}, trigger=At(datetime.now(UTC)))
@@ -129,8 +148,13 @@ def workload(stack: Stack) -> Workload:
     cli("pause", "paused")
     s.schedule("send-email", {}, task_id="cancelled", trigger=At(base))
     s.cancel("cancelled")
+    cli("schedule", "--target", f"sqs:{target_queues.allowed}", "--payload", '{"order":42}',
+        "--at", at_iso(base), "--task-id", "to-sqs")
+    s.schedule(Sqs(target_queues.other), {"order": 43}, task_id="to-other", trigger=At(base),
+               retry=RetryPolicy(max_attempts=1))
 
-    expected = {"once": 1, "every": 4, "fails": 1, "timeout": 1, "flaky": 1, "redrive": 1}
+    expected = {"once": 1, "every": 4, "fails": 1, "timeout": 1, "flaky": 1, "redrive": 1,
+                "to-sqs": 1, "to-other": 1}
     until = (base - datetime.now(UTC)).total_seconds() + 90
     runs = {
         task: wait_for(f"{count} finished run(s) of {task}",
@@ -197,10 +221,25 @@ def test_dlq_redrive_gives_a_dead_run_new_attempts(workload: Workload) -> None:
     assert (run.status.value, run.attempt) == ("succeeded", 3)
 
 
+def test_an_sqs_target_in_the_allowed_list_receives_the_payload_under_the_workers_role(
+    emulator: Emulator, target_queues: TargetQueues, workload: Workload
+) -> None:
+    (run,) = workload.runs["to-sqs"]
+    assert (run.status.value, run.attempt) == ("succeeded", 1), run.error
+    sqs = emulator.client("sqs")
+    got = sqs.receive_message(QueueUrl=target_queues.allowed, MaxNumberOfMessages=10,
+                              MessageAttributeNames=["All"]).get("Messages", [])
+    assert [json.loads(m["Body"]) for m in got] == [{"order": 42}]
+    assert got[0]["MessageAttributes"][KEY_ATTRIBUTE]["StringValue"]
+    (other,) = workload.runs["to-other"]
+    assert other.status.value == "dead" and "not in the allowed targets" in (other.error or "")
+    assert not sqs.receive_message(QueueUrl=target_queues.other).get("Messages")
+
+
 def test_the_deployed_poller_claimed_the_runs(stack: Stack, workload: Workload) -> None:
     lines = json_lines(stack.log_events("poller"))
     polls = [e for e in lines if e.get("message") == "poll finished"]
-    assert sum(int(p.get("claimed", 0)) for p in polls) >= 9, polls
+    assert sum(int(p.get("claimed", 0)) for p in polls) >= 11, polls
 
 
 def test_no_call_was_refused(stack: Stack, workload: Workload) -> None:

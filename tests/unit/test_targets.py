@@ -493,6 +493,17 @@ def test_worker_refuses_a_target_outside_its_allowed_list(env, aws):
     assert "Messages" not in aws["sqs"].receive_message(QueueUrl=url)
 
 
+def test_an_emulator_queue_url_matches_its_arn_in_the_allowed_list(env) -> None:
+    from dynacron.targets import refusal
+
+    url = f"http://localhost:4566/{ACCOUNT}/jobs"
+    listed = replace(env.settings, allowed_targets=(f"arn:aws:sqs:{REGION}:{ACCOUNT}:jobs",))
+    assert refusal(Sqs(url), listed) is None
+    assert "not in the allowed targets" in refusal(Sqs(url + "-other"), listed)
+    elsewhere = replace(listed, region="eu-west-1")  # same account and name, another region
+    assert refusal(Sqs(url), elsewhere) is not None
+
+
 # --- logs ---------------------------------------------------------------------------------------
 
 
