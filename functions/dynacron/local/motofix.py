@@ -40,6 +40,10 @@ server and compares the answers. Each fix was found with py-spy on a busy ``dyna
    a message whose ``DelaySeconds`` (or visibility timeout) ends meanwhile is returned up to a
    second late, where SQS returns it as soon as it is available. The wait now ends at the
    earliest such instant (still at most the poll's own timeout).
+
+Each fix is a ``Patch`` in ``PATCHES`` with the moto range it was tested on (``TESTED_MOTO``, the
+``[local]`` extra's pin); ``patch_moto()`` applies those that fit the installed moto, warns
+(``MotoPatchWarning``) about the others, and returns the names of the active ones.
 """
 
 from __future__ import annotations
@@ -47,9 +51,14 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import re
 import threading
 import time
 import uuid
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
 # DynamoDB operations whose moto result already is the wire-format JSON object.
@@ -59,19 +68,71 @@ FAST_JSON_ACTIONS = frozenset({
 })
 
 
-def patch_moto() -> None:
-    """Apply every fix (idempotent)."""
-    from moto.dynamodb.models import DynamoDBBackend
+# The moto releases the fixes were written and tested against: the range of the `[local]` extra
+# in pyproject.toml (5.1.0-5.2.1 fail at import). Outside it a fix replaces internals that may
+# have changed, so it is not applied: stock moto answers, only slower.
+TESTED_MOTO = ((5, 2, 5), (5, 3))
 
-    if getattr(DynamoDBBackend, "_dynacron_patched", False):
-        return
-    _patch_transactions()
-    _patch_query()
-    _patch_expressions()
-    _patch_dynamodb_json()
-    _patch_sqs()
-    _patch_routing()
-    DynamoDBBackend._dynacron_patched = True  # type: ignore[attr-defined]
+
+class MotoPatchWarning(UserWarning):
+    """A fix was not applied (untested moto, or its internals changed): stock moto answers."""
+
+
+@dataclass(frozen=True)
+class Patch:
+    name: str
+    apply: Callable[[], None]
+    tested: tuple[tuple[int, ...], tuple[int, ...]] = TESTED_MOTO  # [low, high)
+
+
+_active: set[str] = set()
+_lock = threading.Lock()
+
+
+def moto_version() -> tuple[int, ...]:
+    """The installed moto's release as integers (``5.2.5.dev3`` -> ``(5, 2, 5)``)."""
+    return tuple(int(part) for part in re.findall(r"\d+", metadata.version("moto"))[:3])
+
+
+def patch_moto() -> frozenset[str]:
+    """Apply every fix this moto is known to take (idempotent); the names of the active ones.
+
+    A fix whose tested range excludes the installed moto, or whose moto internals are not where
+    it expects them, is skipped with a ``MotoPatchWarning``; the others still apply.
+    """
+    with _lock:
+        skipped: list[str] = []
+        version = moto_version()
+        for patch in PATCHES:
+            if patch.name in _active:
+                continue
+            low, high = patch.tested
+            if not low <= version < high:
+                skipped.append(f"{patch.name} (tested on moto >={_dotted(low)},<{_dotted(high)})")
+                continue
+            try:
+                patch.apply()
+            except (ImportError, AttributeError, TypeError) as exc:
+                skipped.append(f"{patch.name} ({type(exc).__name__}: {exc})")
+                continue
+            _active.add(patch.name)
+        if skipped:
+            warnings.warn(
+                f"dynacron: moto {_dotted(version)}: fixes not applied, stock moto answers "
+                f"(slower): {'; '.join(skipped)}",
+                MotoPatchWarning,
+                stacklevel=2,
+            )
+        return frozenset(_active)
+
+
+def active_patches() -> frozenset[str]:
+    """The fixes applied in this process."""
+    return frozenset(_active)
+
+
+def _dotted(version: tuple[int, ...]) -> str:
+    return ".".join(map(str, version))
 
 
 def _patch_transactions() -> None:
@@ -432,3 +493,13 @@ def _patch_routing() -> None:
         return req_id
 
     responses.gen_amzn_requestid_long = request_id
+
+
+PATCHES: tuple[Patch, ...] = (
+    Patch("transactions", _patch_transactions),  # fix 1
+    Patch("query", _patch_query),  # fix 4
+    Patch("expressions", _patch_expressions),  # fix 5
+    Patch("dynamodb_json", _patch_dynamodb_json),  # fix 2
+    Patch("sqs", _patch_sqs),  # fixes 3 and 7
+    Patch("routing", _patch_routing),  # fix 6
+)

@@ -625,31 +625,3 @@ def _install_signals(stop: threading.Event, force: threading.Event) -> Any:
             signal.signal(sig, handler)
 
     return restore
-
-
-def _cli(argv: list[str] | None = None) -> int:
-    """``python -m dynacron.local.runtime``: the same options as ``dynacron local``."""
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="python -m dynacron.local.runtime", description=__doc__.split("\n", 1)[0]
-    )
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 = any free port")
-    parser.add_argument("--handlers", action="append", help="module[,module]")
-    parser.add_argument("--demo", action="store_true")
-    parser.add_argument("--duration", type=float)
-    parser.add_argument("--shards", type=int)
-    parser.add_argument("--state", metavar="FILE", help="keep tasks and runs in FILE")
-    args = parser.parse_args(argv)
-    return main(
-        port=args.port,
-        handlers=args.handlers,
-        demo=args.demo,
-        duration=args.duration,
-        shards=args.shards,
-        state=args.state,
-    )
-
-
-if __name__ == "__main__":
-    sys.exit(_cli())
