@@ -62,20 +62,6 @@ class FrozenClock:
             self._now = when.astimezone(UTC)
 
 
-class SkewedClock:
-    """Another clock shifted by a fixed offset: models a host whose clock is wrong."""
-
-    def __init__(self, base: Clock, skew_seconds: float) -> None:
-        self._base = base
-        self._skew = timedelta(seconds=skew_seconds)
-
-    def now(self) -> datetime:
-        return self._base.now() + self._skew
-
-    def sleep(self, seconds: float) -> None:
-        self._base.sleep(seconds)
-
-
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
 

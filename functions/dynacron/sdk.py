@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pynamodb.exceptions import PynamoDBException, TransactWriteError
 
 from .clock import Clock, SystemClock, from_ms, to_ms
-from .dispatch import Dispatcher
+from .dispatch import Dispatcher, EventHook
 from .errors import (
     ConfigurationError,
     DynacronError,
@@ -97,7 +97,13 @@ class Scheduler:
         settings: Settings | None = None,
         clock: Clock | None = None,
         sqs: Any = None,
+        on_event: EventHook | None = None,
     ) -> None:
+        """``on_event(kind, info)`` is told of each short-notice dispatch this scheduler makes
+        (``schedule``/``trigger_now`` of a run due within the poller's window): the
+        ``Dispatcher``'s events, e.g. ``("claimed", {"task_id": ..., "run_id": ...})``, then
+        ``"sent"``."""
+        self.on_event = on_event
         self.settings = settings or Settings.from_env(
             table_name=table_name, queue_url=queue_url, endpoint_url=endpoint_url, region=region
         )
@@ -115,7 +121,9 @@ class Scheduler:
         return self._sqs
 
     def _dispatcher(self) -> Dispatcher:
-        return Dispatcher(self.store, self.sqs, self.settings, clock=self.clock)
+        return Dispatcher(
+            self.store, self.sqs, self.settings, clock=self.clock, on_event=self.on_event
+        )
 
     # --- create ------------------------------------------------------------------------------
 

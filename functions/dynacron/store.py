@@ -300,9 +300,6 @@ class Store:
         rows = [model.from_raw_data(item) for item in page.get("Items", [])]
         return rows, result.page_iter.last_evaluated_key, int(page.get("ScannedCount", 0))
 
-    def new_run_row(self, **values: Any) -> RunRow:
-        return self.models.Run(**values)
-
     def pending_run(
         self,
         source: TaskRow | RunRow,
