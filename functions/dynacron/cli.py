@@ -287,7 +287,7 @@ def _classify(exc: BaseException) -> tuple[int, str]:
 class _Group(click.Group):
     """The top-level group: turns every failure into one ``error:`` line and an exit code."""
 
-    def main(  # type: ignore[override]
+    def main(
         self,
         args: Sequence[str] | None = None,
         prog_name: str | None = None,

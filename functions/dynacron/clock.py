@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Protocol, overload
 
 
 class Clock(Protocol):
@@ -80,5 +80,10 @@ def ms_to_datetime(ms: int) -> datetime:
     return EPOCH + timedelta(milliseconds=int(ms))
 
 
+@overload
+def from_ms(ms: int | float) -> datetime: ...
+@overload
+def from_ms(ms: int | float | None) -> datetime | None: ...
 def from_ms(ms: int | float | None) -> datetime | None:
+    """``ms_to_datetime`` that passes ``None`` through (a stored time that may be absent)."""
     return None if ms is None else ms_to_datetime(int(ms))

@@ -311,9 +311,11 @@ class TestEnv:
         """The records on the DLQ (decoded JSON), oldest first; they stay on the queue."""
         out: dict[str, dict[str, Any]] = {}
         handles = []
+        dlq_url = self.settings.dlq_url
+        assert dlq_url is not None, "local() provisions the DLQ"
         while True:
             got = self.sqs.receive_message(
-                QueueUrl=self.settings.dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=_HIDE_S
+                QueueUrl=dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=_HIDE_S
             ).get("Messages", [])
             if not got:
                 break
@@ -322,7 +324,7 @@ class TestEnv:
                 handles.append(m["ReceiptHandle"])
         for handle in handles:
             self.sqs.change_message_visibility(
-                QueueUrl=self.settings.dlq_url, ReceiptHandle=handle, VisibilityTimeout=0
+                QueueUrl=dlq_url, ReceiptHandle=handle, VisibilityTimeout=0
             )
         return list(out.values())
 

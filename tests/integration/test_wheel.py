@@ -64,10 +64,11 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_the_wheel_ships_the_root_template(wheel: Path) -> None:
+def test_the_wheel_ships_the_root_template_and_py_typed(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
         assert zf.read("dynacron/template.yaml") == (ROOT / "template.yaml").read_bytes()
+    assert "dynacron/py.typed" in names  # the package's annotations are for its users too
     assert "dynacron/ui/templates/base.html" in names
     assert not any(name.startswith(("tests/", "bench/")) for name in names)
 

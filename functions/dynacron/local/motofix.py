@@ -135,6 +135,12 @@ def _dotted(version: tuple[int, ...]) -> str:
     return ".".join(map(str, version))
 
 
+def _replace(owner: Any, name: str, value: Any) -> None:
+    """Set ``owner.name``: a patch replaces moto's methods and properties on purpose, which a
+    type checker rightly refuses in a plain assignment."""
+    setattr(owner, name, value)
+
+
 def _patch_transactions() -> None:
     from moto.dynamodb import models as ddb_models
     from moto.dynamodb.models import DynamoDBBackend
@@ -165,7 +171,7 @@ def _patch_transactions() -> None:
                     self.delete_item(table_name, key)
             raise
 
-    DynamoDBBackend.transact_write_items = transact_write_items
+    _replace(DynamoDBBackend, "transact_write_items", transact_write_items)
 
 
 def _backup(backend: Any, entry: dict[str, Any]) -> tuple[str, dict[str, Any], Any] | None:
@@ -196,8 +202,8 @@ def _patch_query() -> None:
             return [item for partition in self.items.values() for item in partition.values()]
         return list(self.items.values())
 
-    Table.all_items = items
-    Table.query = _flagged(local, "querying", query)
+    _replace(Table, "all_items", items)
+    _replace(Table, "query", _flagged(local, "querying", query))
 
 
 def _flagged(local: threading.local, flag: str, method: Any) -> Any:
@@ -222,16 +228,18 @@ def _patch_expressions() -> None:
     from moto.dynamodb.parsing import validators
     from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 
-    make = UpdateExpressionParser.make.__func__  # type: ignore[attr-defined]
-    UpdateExpressionParser.make = classmethod(functools.lru_cache(maxsize=512)(make))
+    cached: Any = functools.lru_cache(maxsize=512)(UpdateExpressionParser.make.__func__)
+    _replace(UpdateExpressionParser, "make", classmethod(cached))
 
     # Lexing a condition depends on its text alone; the tokens are tuples nobody mutates.
     lex = ConditionExpressionParser._lex_condition_expression
     tokens = functools.lru_cache(maxsize=512)(
         lambda text: tuple(lex(ConditionExpressionParser(text, None, None)))
     )
-    ConditionExpressionParser._lex_condition_expression = lambda self: deque(
-        tokens(self.condition_expression)
+    _replace(
+        ConditionExpressionParser,
+        "_lex_condition_expression",
+        lambda self: deque(tokens(self.condition_expression)),
     )
     _patch_condition_parse(ConditionExpressionParser)
     validators.deepcopy = _copy_tree
@@ -411,7 +419,7 @@ def _patch_dynamodb_json() -> None:
             return 200, headers, body
         return serialized(self, action_result)
 
-    DynamoHandler.serialized = fast_serialized
+    _replace(DynamoHandler, "serialized", fast_serialized)
 
 
 def _patch_sqs() -> None:
@@ -419,7 +427,7 @@ def _patch_sqs() -> None:
     from moto.sqs import models as sqs_models
 
     local = threading.local()
-    all_attributes = sqs_models.Queue.attributes.fget
+    all_attributes = sqs_models.Queue.__dict__["attributes"].fget  # the property's getter
     send_message = sqs_models.SQSBackend.send_message
 
     def attributes(self: Any) -> dict[str, Any]:
@@ -439,11 +447,11 @@ def _patch_sqs() -> None:
         now = time.time() * 1000.0
         return [m for m in self._messages if now > m.visible_at and not now < m.delayed_until]
 
-    sqs_models.Queue.wait_for_messages = wait_for_messages
-    sqs_models.Queue.attributes = property(attributes)
-    sqs_models.Queue.messages = property(messages)
-    sqs_models.SQSBackend.send_message = _flagged(local, "sending", send_message)
-    sqs_models.SQSBackend.is_message_valid_based_on_retention_period = retained
+    _replace(sqs_models.Queue, "wait_for_messages", wait_for_messages)
+    _replace(sqs_models.Queue, "attributes", property(attributes))
+    _replace(sqs_models.Queue, "messages", property(messages))
+    _replace(sqs_models.SQSBackend, "send_message", _flagged(local, "sending", send_message))
+    _replace(sqs_models.SQSBackend, "is_message_valid_based_on_retention_period", retained)
     # The same instant as moto's datetime-based clock, without a datetime per reading.
     sqs_models.unix_time = lambda dt=None: time.time() if dt is None else unix_time(dt)
     sqs_models.unix_time_millis = lambda dt=None: (

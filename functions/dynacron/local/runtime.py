@@ -539,15 +539,15 @@ def main(
     stop, force = threading.Event(), threading.Event()
     restore = _install_signals(stop, force)
     mode = "demo" if demo else f"handlers: {', '.join(rt.modules)}"
-    progress = Progress(
-        stats, title=lambda: f"dynacron local · {rt.settings.endpoint_url} · {mode}"
-    )
+    settings = rt.settings
+    assert settings is not None, "set by start()"
+    progress = Progress(stats, title=lambda: f"dynacron local · {settings.endpoint_url} · {mode}")
     code = 0
     outcome: Any = None
     try:
         print(
-            f"dynacron local: ready on {rt.settings.endpoint_url} "
-            f"(poll every {PERIOD_S:g}s, {rt.settings.shards} shards, handlers: "
+            f"dynacron local: ready on {settings.endpoint_url} "
+            f"(poll every {PERIOD_S:g}s, {settings.shards} shards, handlers: "
             f"{', '.join(rt.modules)}); Ctrl-C to stop",
             file=sys.stderr,
             flush=True,
