@@ -15,7 +15,7 @@ BUILT  := .aws-sam/build
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install browser test lint unit template build deploy-test demo bench clean
+.PHONY: install browser test lint typecheck unit template build deploy-test demo bench clean
 
 install: $(BIN)/.installed browser
 
@@ -51,6 +51,10 @@ $(MINI)/.installed: Makefile
 lint: install
 	$(BIN)/ruff check .
 
+# mypy on functions/dynacron (settings in pyproject.toml's [tool.mypy]); clean, so part of test.
+typecheck: install
+	$(BIN)/mypy
+
 template: install $(SAM)
 	$(BIN)/cfn-lint template.yaml
 	$(SAM) validate --lint
@@ -75,7 +79,7 @@ unit: install
 deploy-test: build $(MINI)/.installed
 	$(BIN)/python -m pytest tests/deploy
 
-test: lint template unit deploy-test
+test: lint typecheck template unit deploy-test
 
 demo: install
 	$(BIN)/dynacron local --demo

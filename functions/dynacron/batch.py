@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.batch import (
     EventType,
     async_process_partial_response,
 )
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from .execute import Executor, Outcome
@@ -67,7 +68,7 @@ def queue_url_for_arn(arn: str, settings: Settings) -> str:
 
 def process_event(
     event: dict[str, Any], context: Any, executor: Executor, pool: ThreadPoolExecutor | None = None
-) -> dict[str, Any]:
+) -> PartialItemFailureResponse:
     """Process one SQS event; returns ``{"batchItemFailures": [...]}`` for Lambda.
 
     ``pool`` runs the records (default: this module's 10 threads, one Lambda's batch); the

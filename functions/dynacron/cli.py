@@ -287,7 +287,7 @@ def _classify(exc: BaseException) -> tuple[int, str]:
 class _Group(click.Group):
     """The top-level group: turns every failure into one ``error:`` line and an exit code."""
 
-    def main(  # type: ignore[override]
+    def main(
         self,
         args: Sequence[str] | None = None,
         prog_name: str | None = None,
@@ -1325,14 +1325,10 @@ def local(
             raise click.BadParameter(str(exc), param_hint="'--lambda'") from None
         os.environ["DYNACRON_LOCAL_LAMBDAS"] = joined
 
-    try:
-        runtime = importlib.import_module("dynacron.local.runtime")
-    except ModuleNotFoundError as exc:
-        if exc.name in ("dynacron.local.runtime", "dynacron.local"):
-            raise DynacronError(
-                "the local runtime (dynacron.local.runtime) is not installed"
-            ) from None
-        raise
+    from .local import require_local
+
+    require_local("dynacron local")  # before the server's imports fail half-way
+    runtime = importlib.import_module("dynacron.local.runtime")
     code = runtime.main(
         port=port,
         handlers=[m.strip() for m in handlers.split(",") if m.strip()],

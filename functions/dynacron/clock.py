@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Protocol, overload
 
 
 class Clock(Protocol):
@@ -62,20 +62,6 @@ class FrozenClock:
             self._now = when.astimezone(UTC)
 
 
-class SkewedClock:
-    """Another clock shifted by a fixed offset: models a host whose clock is wrong."""
-
-    def __init__(self, base: Clock, skew_seconds: float) -> None:
-        self._base = base
-        self._skew = timedelta(seconds=skew_seconds)
-
-    def now(self) -> datetime:
-        return self._base.now() + self._skew
-
-    def sleep(self, seconds: float) -> None:
-        self._base.sleep(seconds)
-
-
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
 
@@ -94,5 +80,10 @@ def ms_to_datetime(ms: int) -> datetime:
     return EPOCH + timedelta(milliseconds=int(ms))
 
 
+@overload
+def from_ms(ms: int | float) -> datetime: ...
+@overload
+def from_ms(ms: int | float | None) -> datetime | None: ...
 def from_ms(ms: int | float | None) -> datetime | None:
+    """``ms_to_datetime`` that passes ``None`` through (a stored time that may be absent)."""
     return None if ms is None else ms_to_datetime(int(ms))

@@ -60,3 +60,7 @@ class WaitTimeout(DynacronError, TimeoutError):
         self.timeout_s = timeout_s
         what = f"run {run_id!r} of task {task_id!r}" if run_id else f"a run of task {task_id!r}"
         super().__init__(f"{what} did not finish within {timeout_s:g}s")
+
+
+class LocalExtraMissing(ConfigurationError):
+    """``dynacron local`` or ``dynacron.testing`` without the ``[local]`` extra (moto's server)."""

@@ -33,7 +33,7 @@ from .clock import Clock, SystemClock, from_ms, to_ms
 from .dispatch import Message, _clip, _is_condition_failure, send_dead_letter
 from .errors import HandlerTimeout, ValidationError
 from .settings import Settings
-from .store import RunRow, Store, TaskRow, dumps
+from .store import Action, RunRow, Store, TaskRow, dumps
 from .types import (
     MAX_BACKOFF_SECONDS,
     MAX_RESULT_BYTES,
@@ -275,6 +275,8 @@ class Executor:
         self, run: RunRow, task: TaskRow, started: datetime, budget: float
     ) -> tuple[bool, Any, str | None]:
         func = registry.get(task.task_type)
+        if func is None:  # present when the attempt was checked; unregistered since
+            return False, None, f"unknown handler {task.task_type!r}"
         ctx = self._context(run, task, started, budget)
         payload = json.loads(task.payload)  # a fresh copy per attempt
         return run_with_timeout(func, payload, ctx, budget)
@@ -400,7 +402,7 @@ class Executor:
     ) -> Result:
         model = self.store.models.Run
         now_ms = to_ms(self.clock.now())
-        actions = [
+        actions: list[Action] = [
             model.status.set(status.value),
             model.finished_at.set(now_ms),
             model.expires_at.set(now_ms // 1000 + int(self.settings.retention_days * 86400)),

@@ -500,9 +500,10 @@ class RRule(Trigger):
         skipped_days = {v for v in self.exclude if not isinstance(v, datetime)}
         instants = {v for v in self.exclude if isinstance(v, datetime)}
         while True:
-            fire, at = self._scan(dtstart, at, after, end, tz, skipped_days, instants)
-            if at is None:
+            fire, restart = self._scan(dtstart, at, after, end, tz, skipped_days, instants)
+            if restart is None:
                 return fire
+            at = restart
 
     def _scan(
         self,
@@ -570,7 +571,7 @@ def rrule_from_dict(data: dict[str, Any]) -> RRule:
             except ValueError:
                 raise ValidationError("trigger.exclude", f"{item!r} is not a date") from None
         else:
-            values.append(_time_field({"exclude": item}, "exclude", required=True))  # type: ignore[arg-type]
+            values.append(_time_field({"exclude": item}, "exclude", required=True))
     return RRule(
         data.get("rule"),  # type: ignore[arg-type]
         tz=data.get("tz", "UTC"),

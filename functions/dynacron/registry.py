@@ -70,5 +70,8 @@ def load(modules: Iterable[str]) -> list[str]:
 
 
 def unregister(name: str) -> None:
+    """Forget the handler of ``name`` (nothing if there is none). Public testing API: a test
+    that registers a handler of its own removes it afterwards, so that a later test sees the
+    task type as unknown again (``@handler`` for a name already registered replaces it)."""
     with _lock:
         _registry.pop(name, None)

@@ -129,7 +129,7 @@ def resolve(host: str, port: int) -> list[IPAddress]:
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     seen: list[IPAddress] = []
     for info in infos:
-        ip = ipaddress.ip_address(info[4][0].split("%")[0])
+        ip = ipaddress.ip_address(str(info[4][0]).split("%")[0])
         if ip not in seen:
             seen.append(ip)
     return seen
@@ -168,10 +168,11 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     def __init__(self, host: str, ip: str, port: int, timeout: float, context: ssl.SSLContext):
         super().__init__(host, port, timeout=timeout, context=context)
         self._ip = ip
+        self._tls = context  # http.client keeps it too, but under a private name
 
     def connect(self) -> None:
         sock = socket.create_connection((self._ip, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
@@ -217,14 +218,14 @@ def _request_once(
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise TimeoutError("timed out")
-    ip = str(addresses[0])
+    pinned = str(addresses[0])
     conn: http.client.HTTPConnection
     if parts.scheme == "https":
         conn = _PinnedHTTPSConnection(
-            host, ip, port, remaining, context or ssl.create_default_context()
+            host, pinned, port, remaining, context or ssl.create_default_context()
         )
     else:
-        conn = _PinnedHTTPConnection(host, ip, port, remaining)
+        conn = _PinnedHTTPConnection(host, pinned, port, remaining)
     try:
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         conn.request(method, path, body=body, headers=headers)

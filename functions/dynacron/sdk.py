@@ -7,6 +7,7 @@ the same claim-and-send code the poller uses (``dispatch.Dispatcher``).
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import secrets
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pynamodb.exceptions import PynamoDBException, TransactWriteError
 
 from .clock import Clock, SystemClock, from_ms, to_ms
-from .dispatch import Dispatcher
+from .dispatch import Dispatcher, EventHook
 from .errors import (
     ConfigurationError,
     DynacronError,
@@ -32,6 +33,7 @@ from .registry import check_name
 from .settings import Settings
 from .store import (
     TASK_SK,
+    Action,
     RunRow,
     Store,
     TaskRow,
@@ -97,7 +99,13 @@ class Scheduler:
         settings: Settings | None = None,
         clock: Clock | None = None,
         sqs: Any = None,
+        on_event: EventHook | None = None,
     ) -> None:
+        """``on_event(kind, info)`` is told of each short-notice dispatch this scheduler makes
+        (``schedule``/``trigger_now`` of a run due within the poller's window): the
+        ``Dispatcher``'s events, e.g. ``("claimed", {"task_id": ..., "run_id": ...})``, then
+        ``"sent"``."""
+        self.on_event = on_event
         self.settings = settings or Settings.from_env(
             table_name=table_name, queue_url=queue_url, endpoint_url=endpoint_url, region=region
         )
@@ -115,7 +123,9 @@ class Scheduler:
         return self._sqs
 
     def _dispatcher(self) -> Dispatcher:
-        return Dispatcher(self.store, self.sqs, self.settings, clock=self.clock)
+        return Dispatcher(
+            self.store, self.sqs, self.settings, clock=self.clock, on_event=self.on_event
+        )
 
     # --- create ------------------------------------------------------------------------------
 
@@ -302,7 +312,7 @@ class Scheduler:
             if (wanted is None or row.status == wanted) and (task_type in (None, row.task_type)):
                 yield task_from_row(row)
 
-    def runs(self, task_id: str, limit: int | None = None) -> list[Run]:
+    def runs(self, task_id: str, limit: int | None = None) -> builtins.list[Run]:
         """The task's runs, newest first."""
         self._task_row(task_id)
         return [run_from_row(r) for r in self.store.query_runs(task_id, limit=limit)]
@@ -451,7 +461,10 @@ class Scheduler:
     def _commit(self, row: TaskRow, target: TaskStatus, plan: _Plan) -> None:
         task = self.store.models.Task
         status = target
-        actions = [task.updated_at.set(to_ms(self.clock.now())), task.version.add(1)]
+        actions: builtins.list[Action] = [
+            task.updated_at.set(to_ms(self.clock.now())),
+            task.version.add(1),
+        ]
         if target is TaskStatus.ACTIVE and plan.next_fire_ms is not None:
             actions.append(task.next_fire_at.set(plan.next_fire_ms))
         elif target in (TaskStatus.ACTIVE, TaskStatus.CANCELLED):
@@ -471,7 +484,7 @@ class Scheduler:
         head = self.store.get_run_row(row.task_id, scheduled_run_id(int(row.next_fire_at)))
         return head if head is not None and head.status == RunStatus.PENDING.value else None
 
-    def _update_pending(self, head: RunRow, actions: list[Any]) -> Callable[[Any], None]:
+    def _update_pending(self, head: RunRow, actions: builtins.list[Any]) -> Callable[[Any], None]:
         condition = self.store.models.Run.status == RunStatus.PENDING.value
         return lambda tx: tx.update(head, actions=actions, condition=condition)
 
@@ -487,7 +500,7 @@ class Scheduler:
             [self._update_pending(head, self._skip_actions("task cancelled"))] if head else []
         )
 
-    def _skip_actions(self, reason: str) -> list[Any]:
+    def _skip_actions(self, reason: str) -> builtins.list[Any]:
         run = self.store.models.Run
         now_ms = to_ms(self.clock.now())
         return [
@@ -505,7 +518,8 @@ class Scheduler:
         now = self.clock.now()
         trigger = trigger_from_dict(json.loads(row.trigger))
         # Not before the pending head: occurrences before it were already created (and claimed).
-        nxt = trigger.first(max(now, from_ms(row.next_fire_at)) if row.next_fire_at else now)
+        head_ms = row.next_fire_at
+        nxt = trigger.first(max(now, from_ms(head_ms)) if head_ms else now)
         if nxt is None and isinstance(trigger, At):
             nxt = now  # a one-time task resumed after its time runs once, now
         nxt_ms = None if nxt is None else to_ms(nxt)
@@ -568,7 +582,7 @@ class Scheduler:
             raise ConfigurationError("no DLQ: set DYNACRON_DLQ_URL or pass settings.dlq_url")
         return self.settings.dlq_url
 
-    def dead_letters(self, max_messages: int = 100) -> list[DeadLetter]:
+    def dead_letters(self, max_messages: int = 100) -> builtins.list[DeadLetter]:
         """The DLQ's records (at most ``max_messages``), without consuming them."""
         from .deadletters import list_messages
 
@@ -587,7 +601,7 @@ class Scheduler:
             delete_for_run(self.sqs, self.settings.dlq_url, task_id, run_id, REDRIVE_SCAN)
         return run
 
-    def redrive_all(self, max_messages: int = REDRIVE_SCAN) -> list[RedriveResult]:
+    def redrive_all(self, max_messages: int = REDRIVE_SCAN) -> builtins.list[RedriveResult]:
         """Redrive the run of every redrivable DLQ message (at most ``max_messages`` looked at);
         undecodable and orphan records, and runs no longer dead, are left on the queue."""
         from .deadletters import redrive_messages
@@ -636,8 +650,11 @@ def _with_target(spec: dict[str, Any], target: Target, settings: Settings) -> di
     reason = refusal(target, settings)
     if reason is not None:
         raise ValidationError("target", reason)
-    plain = isinstance(target, Http) and urlparse(target.url).scheme != "https"
-    if plain and not is_loopback(target.url):
+    if (
+        isinstance(target, Http)
+        and urlparse(target.url).scheme != "https"
+        and not is_loopback(target.url)
+    ):
         raise ValidationError("target.url", "must be https:// (plain http only to loopback)")
     text = dumps(target.to_dict())
     digest = hashlib.sha256(f"{spec['hash']}|{text}".encode()).hexdigest()

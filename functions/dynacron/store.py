@@ -29,6 +29,7 @@ from pynamodb.attributes import (
     NumberAttribute,
     UnicodeAttribute,
 )
+from pynamodb.expressions.update import Action as Action  # re-exported: an update action
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
@@ -235,7 +236,9 @@ class Store:
         found: dict[str, dict[str, Any]] = {}
         for _ in range(_BATCH_GET_TRIES):
             out = connection.batch_get_item(
-                [{"pk": pk, "sk": sk} for sk in wanted], consistent_read=True
+                # PynamoDB annotates keys as str (hash-only tables); a hash+range key is a dict.
+                [{"pk": pk, "sk": sk} for sk in wanted],  # type: ignore[misc]
+                consistent_read=True,
             )
             for item in out.get("Responses", {}).get(table, []):
                 found[item["sk"]["S"]] = item
@@ -299,9 +302,6 @@ class Store:
         page = next(result.page_iter, None) or {}
         rows = [model.from_raw_data(item) for item in page.get("Items", [])]
         return rows, result.page_iter.last_evaluated_key, int(page.get("ScannedCount", 0))
-
-    def new_run_row(self, **values: Any) -> RunRow:
-        return self.models.Run(**values)
 
     def pending_run(
         self,

@@ -672,11 +672,12 @@ class TargetInvoker:
     ) -> TargetOutcome:
         from .safehttp import HttpPolicy, send
 
-        secret = None
+        secret: str | None = None
         if target.secret is not None:
-            secret = self.secret(target.secret)
-            if isinstance(secret, TargetOutcome):
-                return secret
+            found = self.secret(target.secret)
+            if isinstance(found, TargetOutcome):
+                return found
+            secret = found
         policy = HttpPolicy.from_settings(self.settings)
         return send(target, payload, at, secret, policy, budget_s)
 

@@ -311,9 +311,11 @@ class TestEnv:
         """The records on the DLQ (decoded JSON), oldest first; they stay on the queue."""
         out: dict[str, dict[str, Any]] = {}
         handles = []
+        dlq_url = self.settings.dlq_url
+        assert dlq_url is not None, "local() provisions the DLQ"
         while True:
             got = self.sqs.receive_message(
-                QueueUrl=self.settings.dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=_HIDE_S
+                QueueUrl=dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=_HIDE_S
             ).get("Messages", [])
             if not got:
                 break
@@ -322,7 +324,7 @@ class TestEnv:
                 handles.append(m["ReceiptHandle"])
         for handle in handles:
             self.sqs.change_message_visibility(
-                QueueUrl=self.settings.dlq_url, ReceiptHandle=handle, VisibilityTimeout=0
+                QueueUrl=dlq_url, ReceiptHandle=handle, VisibilityTimeout=0
             )
         return list(out.values())
 
@@ -341,8 +343,9 @@ def local(
 
     ``start`` is where the clock starts (aware datetime; default: now, on a whole second).
     ``handlers`` are modules to import for their ``@handler``s. Other keyword arguments
-    override ``Settings`` fields (e.g. ``lease_s=60``). Needs ``template.yaml`` (found in the
-    checkout, the working directory or ``$DYNACRON_TEMPLATE``).
+    override ``Settings`` fields (e.g. ``lease_s=60``). Needs the ``[local]`` extra (moto);
+    provisions from dynacron's own ``template.yaml`` (shipped in the package; see
+    ``local.provision.find_template``), never one in the working directory.
 
     ``fast_moto`` (default: on, unless ``$DYNACRON_TESTING_STOCK_MOTO=1``) applies
     ``dynacron.local.motofix`` to moto in this process, as ``dynacron local`` does in its server:
@@ -350,6 +353,9 @@ def local(
     on every transaction, so a claim costs more with every run in the table). It is global and
     stays for the rest of the process, for other moto users in the same test run too.
     """
+    from .local import require_local
+
+    require_local("dynacron.testing", modules=("moto",))
     import boto3
     from moto import mock_aws
 

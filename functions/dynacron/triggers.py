@@ -61,7 +61,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal, overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .clock import EPOCH as _EPOCH
@@ -501,6 +501,10 @@ class Cron(Trigger):
 # --- from a stored spec ---------------------------------------------------------------------
 
 
+@overload
+def _ms_field(data: dict[str, Any], key: str, required: Literal[True]) -> int: ...
+@overload
+def _ms_field(data: dict[str, Any], key: str, required: bool = False) -> int | None: ...
 def _ms_field(data: dict[str, Any], key: str, required: bool = False) -> int | None:
     value = data.get(key)
     if value is None:
@@ -514,6 +518,10 @@ def _ms_field(data: dict[str, Any], key: str, required: bool = False) -> int | N
     return int(value)
 
 
+@overload
+def _time_field(data: dict[str, Any], key: str, required: Literal[True]) -> datetime: ...
+@overload
+def _time_field(data: dict[str, Any], key: str, required: bool = False) -> datetime | None: ...
 def _time_field(data: dict[str, Any], key: str, required: bool = False) -> datetime | None:
     ms = _ms_field(data, key, required)
     if ms is None:
@@ -539,8 +547,9 @@ def trigger_from_dict(data: dict[str, Any]) -> Trigger:
             end_at=_time_field(data, "end_at"),
         )
     if kind == "cron":
+        expr: Any = data.get("expr")  # Cron refuses a missing or non-string one, naming it
         return Cron(
-            data.get("expr"),
+            expr,
             tz=data.get("tz", "UTC"),
             start_at=_time_field(data, "start_at"),
             end_at=_time_field(data, "end_at"),

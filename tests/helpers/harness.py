@@ -437,7 +437,7 @@ class Deployment:
                 run_id = f"{ms:013d}-m{i:06x}"
                 ids.append(run_id)
                 batch.save(
-                    store.new_run_row(
+                    store.models.Run(
                         pk=task_pk(task_id),
                         sk=run_sk(run_id),
                         task_id=task_id,

@@ -75,7 +75,8 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float, every: float =
 
 @dataclass
 class LocalProcess:
-    """One ``python -m dynacron.local.runtime`` subprocess with its output in files."""
+    """One ``python -m dynacron.cli local`` (``dynacron local``) subprocess with its output in
+    files."""
 
     workdir: Path
     args: list[str]
@@ -97,7 +98,7 @@ class LocalProcess:
         env = {**os.environ, "LOCAL_TEST_OUT": str(self.handler_log), "PYTHONUNBUFFERED": "1"}
         with self.out.open("wb") as out, self.err.open("wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "dynacron.local.runtime", "--port", "0", *self.args],
+                [sys.executable, "-m", "dynacron.cli", "local", "--port", "0", *self.args],
                 cwd=self.workdir,
                 env=env,
                 stdout=out,

@@ -3,7 +3,8 @@
 ``dynacron.local.motofix`` changes how moto computes its answers (item backups instead of table
 copies, no whole-table sort, json.dumps, one SQS attribute), never what it answers. The same
 script of requests, through the template's own table and queues, runs against the patched
-server (``ServerProcess``) and a stock ``ThreadedMotoServer``; the answers must be equal once
+server (``ServerProcess``) and the same server without the fixes (``ServerProcess(stock=True)``,
+every fix reported off there and on here); the answers must be equal once
 request ids, message ids and timestamps are set aside.
 """
 
@@ -21,8 +22,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto.server import ThreadedMotoServer
 
+from dynacron.local import motofix
 from dynacron.local import server as server_module
 from dynacron.local.provision import find_template, load_template, provision
 from dynacron.local.server import PortInUse, ServerProcess
@@ -160,24 +161,32 @@ def _updates(ddb: Any, table: str) -> list[Any]:
 
 
 @pytest.fixture
-def patched() -> Iterator[str]:
+def patched_server() -> Iterator[ServerProcess]:
     with ServerProcess() as server:
-        yield server.endpoint_url
+        yield server
 
 
 @pytest.fixture
-def stock() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+def patched(patched_server: ServerProcess) -> str:
+    return patched_server.endpoint_url
 
 
-def test_patched_server_answers_as_stock_moto(patched: str, stock: str) -> None:
-    ours, theirs = _script(patched), _script(stock)
+@pytest.fixture
+def stock_server() -> Iterator[ServerProcess]:
+    """The same server without motofix, in a process of its own: this test process may have
+    patched its own moto (``dynacron.testing`` does), so an in-process server could be patched."""
+    with ServerProcess(stock=True) as server:
+        yield server
+
+
+def test_patched_server_answers_as_stock_moto(
+    patched_server: ServerProcess, stock_server: ServerProcess
+) -> None:
+    # Every fix is on in the one and off in the other, or the comparison proves nothing.
+    assert patched_server.patches == {patch.name for patch in motofix.PATCHES}
+    assert stock_server.patches == frozenset()
+    ours = _script(patched_server.endpoint_url)
+    theirs = _script(stock_server.endpoint_url)
     assert len(ours) == len(theirs)
     for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
         assert a == b, f"request {i} differs"

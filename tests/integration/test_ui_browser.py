@@ -23,7 +23,14 @@ import dynacron.testing
 from dynacron import At, Cron, Every, RetryPolicy, handler
 
 pytestmark = pytest.mark.integration
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+ROOT = Path(__file__).resolve().parents[2]
+# Screenshots go to an ignored directory; DYNACRON_UPDATE_SCREENSHOTS=1 writes the README's
+# (tracked) docs/ui-*.png instead, so a test run does not rewrite tracked files.
+SHOTS = (
+    ROOT / "docs"
+    if os.environ.get("DYNACRON_UPDATE_SCREENSHOTS") == "1"
+    else ROOT / ".pytest-results" / "screenshots"
+)
 T0 = datetime(2026, 6, 1, 6, 0, 0, tzinfo=UTC)
 CHROME_FLAGS = (
     "--headless",
@@ -116,7 +123,7 @@ def test_pages_show_the_task_and_the_dead_run_and_redrive_works(browser, dashboa
     from selenium.webdriver.common.by import By
 
     url, env = dashboard
-    DOCS.mkdir(exist_ok=True)
+    SHOTS.mkdir(parents=True, exist_ok=True)
 
     browser.get(url + "/")
     tasks = browser.find_element(By.ID, "tasks").text
@@ -125,7 +132,7 @@ def test_pages_show_the_task_and_the_dead_run_and_redrive_works(browser, dashboa
     described = Cron("0 8 * * *", tz="Europe/Berlin").describe()
     assert "nightly-report" in tasks and described in tasks
     assert "sync-crm" in tasks
-    browser.save_screenshot(str(DOCS / "ui-tasks.png"))
+    browser.save_screenshot(str(SHOTS / "ui-tasks.png"))
 
     browser.find_element(By.LINK_TEXT, "nightly-report").click()
     assert browser.find_element(By.TAG_NAME, "h2").text == "nightly-report"
@@ -134,12 +141,12 @@ def test_pages_show_the_task_and_the_dead_run_and_redrive_works(browser, dashboa
     tall = [b for b in bars if float(b.get_attribute("height")) > 100]
     assert len(tall) == 3  # 4, 8 and 12 June: retried, started 2 s late
     assert "succeeded" in browser.find_element(By.ID, "runs").text
-    browser.save_screenshot(str(DOCS / "ui-task.png"))
+    browser.save_screenshot(str(SHOTS / "ui-task.png"))
 
     browser.get(url + "/dlq")
     dlq = browser.find_element(By.ID, "dlq").text
     assert "sync-crm" in dlq and "ConnectionError" in dlq
-    browser.save_screenshot(str(DOCS / "ui-dlq.png"))
+    browser.save_screenshot(str(SHOTS / "ui-dlq.png"))
 
     mode["fail"] = False  # the CRM is back: a redriven run will succeed
     browser.find_element(By.CSS_SELECTOR, "button.redrive").click()

@@ -3,7 +3,8 @@
 ``backend`` is parametrized over moto's threaded server and ministack (started once per session,
 only if a selected test needs it). ``dep`` provisions the template's table and queues under a
 unique prefix and deletes them afterwards. ``figures`` prints the one line of figures each test
-owes (past pytest's capture) and appends it to ``tests/reliability/last_run.jsonl``.
+owes (past pytest's capture) and appends it to ``.pytest-results/reliability.jsonl`` (ignored by
+git: a run's figures are not source; the README's table is the record).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dynacron.clock import FrozenClock
 from helpers.backends import STARTERS, Server
 from helpers.harness import Deployment, Ledger, ProcessCrash
 
-REPORT = Path(__file__).with_name("last_run.jsonl")
+REPORT = Path(__file__).resolve().parents[2] / ".pytest-results" / "reliability.jsonl"
 BACKENDS = ["moto", "ministack"]
 #: The frozen clocks start at the real present: ministack (like DynamoDB) deletes items whose
 #: TTL (``expires_at``, set on finished runs) has passed on the real clock.
@@ -167,6 +168,7 @@ def dep(make_dep: Callable[..., Deployment]) -> Deployment:
 
 @pytest.fixture(scope="session", autouse=True)
 def _fresh_report() -> None:
+    REPORT.parent.mkdir(exist_ok=True)
     REPORT.write_text("")
 
 

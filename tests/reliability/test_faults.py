@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from dynacron import At, Every, RetryPolicy
-from dynacron.clock import SkewedClock, to_ms
+from dynacron.clock import to_ms
+from helpers.clocks import SkewedClock
 from helpers.harness import (
     FaultRule,
     Faults,

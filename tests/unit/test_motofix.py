@@ -94,3 +94,71 @@ def test_a_visible_message_returns_without_waiting(clock: FakeClock) -> None:
     queue = StubQueue(clock, [Msg()])
     motofix.wait_for_messages(queue, timeout=1)
     assert queue.waits == []
+
+
+# --- which fixes apply: each checks the installed moto against the range it was tested on ----
+
+
+@pytest.fixture
+def fresh(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """``patch_moto`` over recording stand-ins for the fixes, with nothing applied yet."""
+    applied: list[str] = []
+
+    def fix(name: str) -> motofix.Patch:
+        return motofix.Patch(name, lambda: applied.append(name))
+
+    def broken() -> None:
+        raise AttributeError("type object 'Table' has no attribute 'all_items'")
+
+    monkeypatch.setattr(motofix, "_active", set())
+    monkeypatch.setattr(motofix, "PATCHES", (
+        fix("one"), motofix.Patch("moved", broken), fix("two"),
+        motofix.Patch("narrow", lambda: applied.append("narrow"), ((5, 2, 5), (5, 2, 6))),
+    ))
+    return applied
+
+
+def test_the_pinned_range_is_the_tested_range() -> None:
+    import tomllib
+    from pathlib import Path
+
+    meta = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    (pin,) = meta["project"]["optional-dependencies"]["local"]
+    assert pin == "moto[server]>=5.2.5,<5.3"
+    assert motofix.TESTED_MOTO == ((5, 2, 5), (5, 3))
+
+
+def test_fixes_apply_on_a_tested_moto_and_a_broken_one_is_skipped_with_a_warning(
+    fresh: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(motofix, "moto_version", lambda: (5, 2, 9))
+    with pytest.warns(motofix.MotoPatchWarning, match=r"moved \(AttributeError") as caught:
+        active = motofix.patch_moto()
+    assert active == {"one", "two"} and fresh == ["one", "two"]
+    assert "narrow (tested on moto >=5.2.5,<5.2.6)" in str(caught[0].message)
+    assert motofix.active_patches() == active
+
+
+def test_an_untested_moto_gets_no_fix_and_a_warning(
+    fresh: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(motofix, "moto_version", lambda: (5, 1, 0))
+    with pytest.warns(motofix.MotoPatchWarning, match=r"moto 5\.1\.0: fixes not applied"):
+        assert motofix.patch_moto() == frozenset()
+    assert fresh == []
+
+
+def test_patching_twice_applies_each_fix_once(
+    fresh: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(motofix, "moto_version", lambda: (5, 2, 5))
+    with pytest.warns(motofix.MotoPatchWarning):
+        first = motofix.patch_moto()
+    with pytest.warns(motofix.MotoPatchWarning):  # the broken one is tried, and said, again
+        assert motofix.patch_moto() == first
+    assert fresh == ["one", "two", "narrow"]
+
+
+def test_moto_version_reads_the_installed_release(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(motofix.metadata, "version", lambda name: "5.2.6.dev3")
+    assert motofix.moto_version() == (5, 2, 6)

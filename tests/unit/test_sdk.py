@@ -470,6 +470,14 @@ def test_at_ten_seconds_out_is_sent_at_once(env):
     assert env.dispatcher().poll().sent == 0  # claimed already: the poller leaves it
 
 
+def test_on_event_hears_the_short_notice_dispatches_and_nothing_else(env):
+    events = []
+    s = env.scheduler(on_event=lambda kind, info: events.append((kind, info["task_id"])))
+    s.schedule("job", {}, trigger=At(T0 + timedelta(seconds=10)), task_id="soon")
+    s.schedule("job", {}, trigger=At(T0 + timedelta(minutes=10)), task_id="later")  # the poller's
+    assert events == [("claimed", "soon"), ("sent", "soon")]
+
+
 def test_at_ten_minutes_out_waits_for_a_poll_within_the_window(env):
     s = env.scheduler()
     s.schedule("job", {}, trigger=At(T0 + timedelta(minutes=10)), task_id="later")

@@ -261,7 +261,7 @@ def test_run_row_round_trip(env):
         due_shard=1,
         due_at=1772453101000,
     )
-    store.new_run_row(**values).save()
+    store.models.Run(**values).save()
     run = run_from_row(store.get_run_row("rr", "1772452800123-s"))
     assert run.scheduled_for == datetime(2026, 3, 2, 12, 0, 0, 123000, tzinfo=UTC)
     assert (run.status, run.attempt, run.max_attempts, run.fence, run.dispatches) == (
@@ -276,7 +276,7 @@ def test_run_row_round_trip(env):
     assert run.expires_at == datetime.fromtimestamp(1775044800, UTC) and run.manual is True
     assert run.lateness == timedelta(milliseconds=877)
     # a result truncated beyond the limit is kept as text, not lost
-    store.new_run_row(
+    store.models.Run(
         **{**values, "sk": run_sk("x-s"), "run_id": "x-s", "result": '{"r": "cut'}
     ).save()
     assert run_from_row(store.get_run_row("rr", "x-s")).result == '{"r": "cut'

@@ -8,7 +8,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 
 from .. import registry
-from ..batch import process_event
+from ..batch import PartialItemFailureResponse, process_event
 from ..execute import Executor
 from ..settings import Settings
 
@@ -28,5 +28,5 @@ def _executor() -> Executor:
 
 @metrics.log_metrics
 @logger.inject_lambda_context
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
     return process_event(event, context, _executor())

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ..dispatch import Dispatcher
 from ..errors import InvalidStateError
 from ..sdk import Scheduler
 from ..triggers import At, Cron, Every, Trigger
@@ -59,19 +58,6 @@ class DemoTask:
     retry: RetryPolicy | None = None
     timeout: float = 10.0
     cancel_at_end: bool = False
-
-
-class _HookedScheduler(Scheduler):
-    """The SDK, with its short-notice dispatches reported to the live progress."""
-
-    def __init__(self, on_event: Callable[[str, dict[str, Any]], None], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._on_event = on_event
-
-    def _dispatcher(self) -> Dispatcher:
-        return Dispatcher(
-            self.store, self.sqs, self.settings, clock=self.clock, on_event=self._on_event
-        )
 
 
 def _hms(when: datetime) -> str:
@@ -367,7 +353,7 @@ def _counts(runs: list[Run]) -> dict[str, int]:
 def run_demo(rt: LocalRuntime, stop: threading.Event, duration: float | None) -> DemoOutcome:
     """Schedule the sample, run it for its duration, wait for every run to end, summarize."""
     assert rt.settings is not None
-    sched = _HookedScheduler(rt.stats.on_event, settings=rt.settings)
+    sched = Scheduler(settings=rt.settings, on_event=rt.stats.on_event)
     _warm_up(sched)
     stretch = duration is None
     duration = max(MIN_DURATION_S, DEFAULT_DURATION_S if duration is None else duration)

@@ -40,6 +40,10 @@ server and compares the answers. Each fix was found with py-spy on a busy ``dyna
    a message whose ``DelaySeconds`` (or visibility timeout) ends meanwhile is returned up to a
    second late, where SQS returns it as soon as it is available. The wait now ends at the
    earliest such instant (still at most the poll's own timeout).
+
+Each fix is a ``Patch`` in ``PATCHES`` with the moto range it was tested on (``TESTED_MOTO``, the
+``[local]`` extra's pin); ``patch_moto()`` applies those that fit the installed moto, warns
+(``MotoPatchWarning``) about the others, and returns the names of the active ones.
 """
 
 from __future__ import annotations
@@ -47,9 +51,14 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import re
 import threading
 import time
 import uuid
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
 # DynamoDB operations whose moto result already is the wire-format JSON object.
@@ -59,19 +68,77 @@ FAST_JSON_ACTIONS = frozenset({
 })
 
 
-def patch_moto() -> None:
-    """Apply every fix (idempotent)."""
-    from moto.dynamodb.models import DynamoDBBackend
+# The moto releases the fixes were written and tested against: the range of the `[local]` extra
+# in pyproject.toml (5.1.0-5.2.1 fail at import). Outside it a fix replaces internals that may
+# have changed, so it is not applied: stock moto answers, only slower.
+TESTED_MOTO = ((5, 2, 5), (5, 3))
 
-    if getattr(DynamoDBBackend, "_dynacron_patched", False):
-        return
-    _patch_transactions()
-    _patch_query()
-    _patch_expressions()
-    _patch_dynamodb_json()
-    _patch_sqs()
-    _patch_routing()
-    DynamoDBBackend._dynacron_patched = True  # type: ignore[attr-defined]
+
+class MotoPatchWarning(UserWarning):
+    """A fix was not applied (untested moto, or its internals changed): stock moto answers."""
+
+
+@dataclass(frozen=True)
+class Patch:
+    name: str
+    apply: Callable[[], None]
+    tested: tuple[tuple[int, ...], tuple[int, ...]] = TESTED_MOTO  # [low, high)
+
+
+_active: set[str] = set()
+_lock = threading.Lock()
+
+
+def moto_version() -> tuple[int, ...]:
+    """The installed moto's release as integers (``5.2.5.dev3`` -> ``(5, 2, 5)``)."""
+    return tuple(int(part) for part in re.findall(r"\d+", metadata.version("moto"))[:3])
+
+
+def patch_moto() -> frozenset[str]:
+    """Apply every fix this moto is known to take (idempotent); the names of the active ones.
+
+    A fix whose tested range excludes the installed moto, or whose moto internals are not where
+    it expects them, is skipped with a ``MotoPatchWarning``; the others still apply.
+    """
+    with _lock:
+        skipped: list[str] = []
+        version = moto_version()
+        for patch in PATCHES:
+            if patch.name in _active:
+                continue
+            low, high = patch.tested
+            if not low <= version < high:
+                skipped.append(f"{patch.name} (tested on moto >={_dotted(low)},<{_dotted(high)})")
+                continue
+            try:
+                patch.apply()
+            except (ImportError, AttributeError, TypeError) as exc:
+                skipped.append(f"{patch.name} ({type(exc).__name__}: {exc})")
+                continue
+            _active.add(patch.name)
+        if skipped:
+            warnings.warn(
+                f"dynacron: moto {_dotted(version)}: fixes not applied, stock moto answers "
+                f"(slower): {'; '.join(skipped)}",
+                MotoPatchWarning,
+                stacklevel=2,
+            )
+        return frozenset(_active)
+
+
+def active_patches() -> frozenset[str]:
+    """The fixes applied in this process."""
+    return frozenset(_active)
+
+
+def _dotted(version: tuple[int, ...]) -> str:
+    return ".".join(map(str, version))
+
+
+def _replace(owner: Any, name: str, value: Any) -> None:
+    """Set ``owner.name``: a patch replaces moto's methods and properties on purpose, which a
+    type checker rightly refuses in a plain assignment."""
+    setattr(owner, name, value)
 
 
 def _patch_transactions() -> None:
@@ -104,7 +171,7 @@ def _patch_transactions() -> None:
                     self.delete_item(table_name, key)
             raise
 
-    DynamoDBBackend.transact_write_items = transact_write_items
+    _replace(DynamoDBBackend, "transact_write_items", transact_write_items)
 
 
 def _backup(backend: Any, entry: dict[str, Any]) -> tuple[str, dict[str, Any], Any] | None:
@@ -135,8 +202,8 @@ def _patch_query() -> None:
             return [item for partition in self.items.values() for item in partition.values()]
         return list(self.items.values())
 
-    Table.all_items = items
-    Table.query = _flagged(local, "querying", query)
+    _replace(Table, "all_items", items)
+    _replace(Table, "query", _flagged(local, "querying", query))
 
 
 def _flagged(local: threading.local, flag: str, method: Any) -> Any:
@@ -161,16 +228,18 @@ def _patch_expressions() -> None:
     from moto.dynamodb.parsing import validators
     from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 
-    make = UpdateExpressionParser.make.__func__  # type: ignore[attr-defined]
-    UpdateExpressionParser.make = classmethod(functools.lru_cache(maxsize=512)(make))
+    cached: Any = functools.lru_cache(maxsize=512)(UpdateExpressionParser.make.__func__)
+    _replace(UpdateExpressionParser, "make", classmethod(cached))
 
     # Lexing a condition depends on its text alone; the tokens are tuples nobody mutates.
     lex = ConditionExpressionParser._lex_condition_expression
     tokens = functools.lru_cache(maxsize=512)(
         lambda text: tuple(lex(ConditionExpressionParser(text, None, None)))
     )
-    ConditionExpressionParser._lex_condition_expression = lambda self: deque(
-        tokens(self.condition_expression)
+    _replace(
+        ConditionExpressionParser,
+        "_lex_condition_expression",
+        lambda self: deque(tokens(self.condition_expression)),
     )
     _patch_condition_parse(ConditionExpressionParser)
     validators.deepcopy = _copy_tree
@@ -350,7 +419,7 @@ def _patch_dynamodb_json() -> None:
             return 200, headers, body
         return serialized(self, action_result)
 
-    DynamoHandler.serialized = fast_serialized
+    _replace(DynamoHandler, "serialized", fast_serialized)
 
 
 def _patch_sqs() -> None:
@@ -358,7 +427,7 @@ def _patch_sqs() -> None:
     from moto.sqs import models as sqs_models
 
     local = threading.local()
-    all_attributes = sqs_models.Queue.attributes.fget
+    all_attributes = sqs_models.Queue.__dict__["attributes"].fget  # the property's getter
     send_message = sqs_models.SQSBackend.send_message
 
     def attributes(self: Any) -> dict[str, Any]:
@@ -378,11 +447,11 @@ def _patch_sqs() -> None:
         now = time.time() * 1000.0
         return [m for m in self._messages if now > m.visible_at and not now < m.delayed_until]
 
-    sqs_models.Queue.wait_for_messages = wait_for_messages
-    sqs_models.Queue.attributes = property(attributes)
-    sqs_models.Queue.messages = property(messages)
-    sqs_models.SQSBackend.send_message = _flagged(local, "sending", send_message)
-    sqs_models.SQSBackend.is_message_valid_based_on_retention_period = retained
+    _replace(sqs_models.Queue, "wait_for_messages", wait_for_messages)
+    _replace(sqs_models.Queue, "attributes", property(attributes))
+    _replace(sqs_models.Queue, "messages", property(messages))
+    _replace(sqs_models.SQSBackend, "send_message", _flagged(local, "sending", send_message))
+    _replace(sqs_models.SQSBackend, "is_message_valid_based_on_retention_period", retained)
     # The same instant as moto's datetime-based clock, without a datetime per reading.
     sqs_models.unix_time = lambda dt=None: time.time() if dt is None else unix_time(dt)
     sqs_models.unix_time_millis = lambda dt=None: (
@@ -432,3 +501,13 @@ def _patch_routing() -> None:
         return req_id
 
     responses.gen_amzn_requestid_long = request_id
+
+
+PATCHES: tuple[Patch, ...] = (
+    Patch("transactions", _patch_transactions),  # fix 1
+    Patch("query", _patch_query),  # fix 4
+    Patch("expressions", _patch_expressions),  # fix 5
+    Patch("dynamodb_json", _patch_dynamodb_json),  # fix 2
+    Patch("sqs", _patch_sqs),  # fixes 3 and 7
+    Patch("routing", _patch_routing),  # fix 6
+)

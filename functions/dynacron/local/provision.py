@@ -25,8 +25,10 @@ def _cfn_tag(loader: yaml.Loader, suffix: str, node: yaml.Node) -> Any:
         value: Any = loader.construct_scalar(node)
     elif isinstance(node, yaml.SequenceNode):
         value = loader.construct_sequence(node, deep=True)
-    else:
+    elif isinstance(node, yaml.MappingNode):
         value = loader.construct_mapping(node, deep=True)
+    else:  # yaml has no fourth kind of node
+        raise yaml.constructor.ConstructorError(None, None, f"unexpected {node!r}", node.start_mark)
     if suffix == "Ref":
         return {"Ref": value}
     if suffix == "GetAtt" and isinstance(value, str):
@@ -42,18 +44,33 @@ def load_template(path: str | Path) -> dict[str, Any]:
         return yaml.load(fh, Loader=_CfnLoader)
 
 
+_HERE = Path(__file__).resolve()
+PACKAGED_TEMPLATE = _HERE.parents[1] / "template.yaml"  # copied in by setup.py when built
+_CHECKOUT = _HERE.parents[3]  # the repository root, when this runs from a source checkout
+
+
 def find_template() -> Path:
-    """``$DYNACRON_TEMPLATE``, else ``template.yaml`` in the cwd or the source checkout."""
-    candidates = [
-        os.environ.get("DYNACRON_TEMPLATE"),
-        "template.yaml",
-        Path(__file__).resolve().parents[3] / "template.yaml",
-    ]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
+    """dynacron's own SAM template: ``$DYNACRON_TEMPLATE``, else the repository root's
+    ``template.yaml`` when running from a checkout (an editable install), else the copy shipped
+    in the package.
+
+    Never ``template.yaml`` in the working directory: run inside a user's own SAM project, that
+    is *their* template, not the description of dynacron's table and queues.
+    """
+    override = os.environ.get("DYNACRON_TEMPLATE")
+    if override:
+        if not Path(override).is_file():
+            raise FileNotFoundError(f"DYNACRON_TEMPLATE={override}: no such file")
+        return Path(override)
+    checkout = _CHECKOUT / "template.yaml"
+    in_checkout = _HERE.parents[2].name == "functions" and (_CHECKOUT / "pyproject.toml").is_file()
+    if in_checkout and checkout.is_file():
+        return checkout
+    if PACKAGED_TEMPLATE.is_file():
+        return PACKAGED_TEMPLATE
     raise FileNotFoundError(
-        "template.yaml not found: run from the dynacron checkout or set DYNACRON_TEMPLATE"
+        f"dynacron's template.yaml is missing from {PACKAGED_TEMPLATE.parent} (a broken "
+        "install: reinstall dynacron), or set DYNACRON_TEMPLATE"
     )
 
 

@@ -539,15 +539,15 @@ def main(
     stop, force = threading.Event(), threading.Event()
     restore = _install_signals(stop, force)
     mode = "demo" if demo else f"handlers: {', '.join(rt.modules)}"
-    progress = Progress(
-        stats, title=lambda: f"dynacron local · {rt.settings.endpoint_url} · {mode}"
-    )
+    settings = rt.settings
+    assert settings is not None, "set by start()"
+    progress = Progress(stats, title=lambda: f"dynacron local · {settings.endpoint_url} · {mode}")
     code = 0
     outcome: Any = None
     try:
         print(
-            f"dynacron local: ready on {rt.settings.endpoint_url} "
-            f"(poll every {PERIOD_S:g}s, {rt.settings.shards} shards, handlers: "
+            f"dynacron local: ready on {settings.endpoint_url} "
+            f"(poll every {PERIOD_S:g}s, {settings.shards} shards, handlers: "
             f"{', '.join(rt.modules)}); Ctrl-C to stop",
             file=sys.stderr,
             flush=True,
@@ -625,31 +625,3 @@ def _install_signals(stop: threading.Event, force: threading.Event) -> Any:
             signal.signal(sig, handler)
 
     return restore
-
-
-def _cli(argv: list[str] | None = None) -> int:
-    """``python -m dynacron.local.runtime``: the same options as ``dynacron local``."""
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="python -m dynacron.local.runtime", description=__doc__.split("\n", 1)[0]
-    )
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 = any free port")
-    parser.add_argument("--handlers", action="append", help="module[,module]")
-    parser.add_argument("--demo", action="store_true")
-    parser.add_argument("--duration", type=float)
-    parser.add_argument("--shards", type=int)
-    parser.add_argument("--state", metavar="FILE", help="keep tasks and runs in FILE")
-    args = parser.parse_args(argv)
-    return main(
-        port=args.port,
-        handlers=args.handlers,
-        demo=args.demo,
-        duration=args.duration,
-        shards=args.shards,
-        state=args.state,
-    )
-
-
-if __name__ == "__main__":
-    sys.exit(_cli())

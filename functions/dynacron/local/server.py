@@ -160,16 +160,18 @@ class ServerProcess:
     """``LocalMotoServer`` in a child interpreter: ``start()``, ``endpoint_url``, ``stop()``,
     or ``with ServerProcess() as server:``."""
 
-    def __init__(self, ip_address: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, ip_address: str = "127.0.0.1", port: int = 0, stock: bool = False) -> None:
         self.host = ip_address
         self._port = port
+        self._stock = stock  # no motofix: the reference the patched server is compared with
         self._proc: subprocess.Popen[str] | None = None
+        self.patches: frozenset[str] = frozenset()  # the motofix fixes active in the child
 
     def start(self) -> None:
         check_port(self.host, self._port)  # a clear error before spending a second on imports
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "dynacron.local.server", "--host", self.host,
-             "--port", str(self._port)],
+             "--port", str(self._port), *(["--stock"] if self._stock else [])],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
@@ -182,7 +184,9 @@ class ServerProcess:
             if code == EXIT_PORT_IN_USE:  # taken between check_port and the child's bind
                 raise PortInUse(errno.EADDRINUSE, message)
             raise RuntimeError(f"the local moto server did not start: {message}")
-        self._port = int(ready[len(READY_PREFIX):])
+        port, _, patches = ready[len(READY_PREFIX):].strip().partition(" patches=")
+        self._port = int(port)
+        self.patches = frozenset(filter(None, patches.split(",")))
 
     def __enter__(self) -> ServerProcess:
         self.start()
@@ -234,8 +238,9 @@ def _read_line(stream: Any, timeout_s: float) -> str:
     return box[0] if box else ""
 
 
-def serve(host: str, port: int, serialize_all: bool = False) -> None:
-    """The child: patched moto, serialized DynamoDB, until stdin closes."""
+def serve(host: str, port: int, serialize_all: bool = False, stock: bool = False) -> None:
+    """The child: patched moto (stock moto with ``stock``), serialized DynamoDB, until stdin
+    closes."""
     import signal
 
     from .motofix import patch_moto
@@ -246,14 +251,14 @@ def serve(host: str, port: int, serialize_all: bool = False) -> None:
     # when its stdin closes, i.e. when the parent stops it or dies, even by kill -9.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    patch_moto()
+    patches = frozenset() if stock else patch_moto()
     server = LocalMotoServer(host, port, serialize_all=serialize_all)
     try:
         server.start()
     except PortInUse as exc:
         print(f"port {port} on {host} is not available: {exc.strerror or exc}", flush=True)
         sys.exit(EXIT_PORT_IN_USE)
-    print(f"{READY_PREFIX}{server.port}", flush=True)
+    print(f"{READY_PREFIX}{server.port} patches={','.join(sorted(patches))}", flush=True)
     sys.stdin.read()  # returns at end of file: the parent stopped or died
     os._exit(0)  # request threads may be mid-response to a parent that is gone
 
@@ -266,8 +271,9 @@ def _main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--serialize-all", action="store_true",
                         help="one request at a time for SQS too (no long polls expected)")
+    parser.add_argument("--stock", action="store_true", help="without local.motofix")
     args = parser.parse_args(argv)
-    serve(args.host, args.port, args.serialize_all)
+    serve(args.host, args.port, args.serialize_all, args.stock)
 
 
 if __name__ == "__main__":

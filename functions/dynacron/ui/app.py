@@ -44,8 +44,11 @@ class _Csrf:
     def token(self, cookie: str) -> str:
         return hmac.new(self.secret, cookie.encode(), hashlib.sha256).hexdigest()
 
-    def valid(self, cookie: str | None, token: str | None) -> bool:
-        return bool(cookie and token) and hmac.compare_digest(self.token(cookie), str(token))
+    def valid(self, cookie: str | None, token: object) -> bool:
+        """``token`` is the form's field: missing, or a file upload, it is no token."""
+        if not cookie or not isinstance(token, str) or not token:
+            return False
+        return hmac.compare_digest(self.token(cookie), token)
 
 
 def create_app(
