@@ -720,6 +720,23 @@ def _target_options(func: Any) -> Any:
     return func
 
 
+def _lane_options(func: Any) -> Any:
+    """``--lane``, ``--spread``, ``--limit`` (validated by schedule(), which knows the configured
+    lanes and limits)."""
+    options = [
+        click.option(
+            "--lane", metavar="LANE", help="Lane (queue) the runs go to: default, critical, bulk."
+        ),
+        click.option(
+            "--spread", type=DURATION, help="Start each occurrence up to this much later (≤ 900s)."
+        ),
+        click.option("--limit", metavar="NAME", help="A limit made with `dynacron limits set`."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 def _what_runs(
     task_type: str | None,
     target: str | None,
@@ -770,6 +787,7 @@ def _what_runs(
     show_default=True,
 )
 @_target_options
+@_lane_options
 @click.option("--json", "as_json", is_flag=True, help="Print the task as JSON.")
 @pass_config
 def schedule(
@@ -794,6 +812,7 @@ def schedule(
     method: str | None = None,
     header: tuple[str, ...] = (),
     secret: str | None = None,
+    **lanes_limits: Any,
 ) -> None:
     """Create a task: one of --at, --every, --cron, --rrule, --when; TASK_TYPE or --target."""
     runs_what = _what_runs(task_type, target, method, header, secret)
@@ -813,6 +832,7 @@ def schedule(
         retry=retry,
         timeout=timeout,
         misfire=misfire,
+        **{k: v for k, v in lanes_limits.items() if v is not None},
     )
     if as_json:
         _print_json(task)
@@ -925,6 +945,8 @@ def trigger_cmd(cfg: _Config, task_id: str, as_json: bool) -> None:
 @_trigger_options
 @click.option("-n", "--count", type=click.IntRange(1, 1000), default=5, show_default=True)
 @click.option("--after", type=INSTANT, help="Preview as if created at this instant [now].")
+@click.option("--spread", type=DURATION, help="Show each fire's spread offset (needs --task-id).")
+@click.option("--task-id", metavar="ID", help="The task whose spread offsets to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def next_cmd(
     at: datetime | None,
@@ -936,6 +958,8 @@ def next_cmd(
     count: int,
     after: datetime | None,
     as_json: bool,
+    spread: float | None = None,
+    task_id: str | None = None,
 ) -> None:
     """The next fire times of a trigger, at or after --after (no AWS needed).
 
@@ -953,13 +977,17 @@ def next_cmd(
             fires.append(when)
         when = anchored.next(when)
     zone_name = getattr(zone, "key", "UTC")
+    offsets = _spread_offsets(fires, spread, task_id)
     if as_json:
         _print_json(
             {
                 "trigger": anchored,
                 "after": since,
                 "tz": zone_name,
-                "fires": [{"utc": _iso(f), "local": _local_iso(f, zone)} for f in fires],
+                "fires": [
+                    {"utc": _iso(f), "local": _local_iso(f, zone), **_offset_json(f, offsets, i)}
+                    for i, f in enumerate(fires)
+                ],
             }
         )
         return
@@ -967,15 +995,38 @@ def next_cmd(
     if not fires:
         click.echo(f"{anchored.describe()}: no fire at or after {_iso(since)}")
         return
-    _table(
-        title,
-        ("#", zone_name, "UTC", "after start"),
-        (
-            (i, f"{_local_iso(f, zone)} {f.astimezone(zone).tzname()}", _iso(f), _delta(f - since))
-            for i, f in enumerate(fires, 1)
-        ),
-        width=_NARROW,
-    )
+    columns: tuple[str, ...] = ("#", zone_name, "UTC", "after start")
+    rows = [
+        [i, f"{_local_iso(f, zone)} {f.astimezone(zone).tzname()}", _iso(f), _delta(f - since)]
+        for i, f in enumerate(fires, 1)
+    ]
+    if offsets is not None:
+        columns += ("offset", "starts (UTC)")
+        for row, f, off in zip(rows, fires, offsets, strict=True):
+            row += [f"+{off / 1000:g}s", _iso(f + timedelta(milliseconds=off))]
+    _table(title, columns, rows, width=_NARROW if offsets is None else 130)
+
+
+def _spread_offsets(
+    fires: list[datetime], spread: float | None, task_id: str | None
+) -> list[int] | None:
+    """Each fire's offset (ms) under ``--spread``: derived from the task and run ids."""
+    if spread is None:
+        return None
+    if not task_id:
+        raise click.UsageError("--spread offsets derive from the task id: give --task-id too")
+    from .clock import to_ms
+    from .spread import check_spread, offset_ms
+    from .store import scheduled_run_id
+
+    spread_ms = check_spread(spread)
+    return [offset_ms(task_id, scheduled_run_id(to_ms(f)), spread_ms) for f in fires]
+
+
+def _offset_json(fire: datetime, offsets: list[int] | None, i: int) -> dict[str, Any]:
+    if offsets is None:
+        return {}
+    return {"offset_ms": offsets[i], "starts": _iso(fire + timedelta(milliseconds=offsets[i]))}
 
 
 def _delta(td: timedelta) -> str:

@@ -33,7 +33,7 @@ from .clock import Clock, SystemClock, from_ms, to_ms
 from .errors import ValidationError
 from .registry import NAME_PATTERN
 from .settings import Settings
-from .store import TASK_SK, RunRow, Store, dumps, scheduled_run_id, task_pk
+from .store import TASK_SK, RunRow, Store, dumps, scheduled_run_id, start_ms, task_pk
 from .types import CATCH_UP_LIMIT, MAX_ERROR_CHARS, MisfirePolicy, RunStatus, TaskStatus
 
 MAX_DELAY_SECONDS = 900  # SQS DelaySeconds limit
@@ -238,7 +238,7 @@ class Dispatcher:
                 return out
             if claimed is not None:
                 out.append(claimed)
-            current = nxt if nxt is not None and nxt.scheduled_for <= horizon_ms else None
+            current = nxt if nxt is not None and start_ms(nxt) <= horizon_ms else None
         return out
 
     def _claim_one(
@@ -258,7 +258,7 @@ class Dispatcher:
 
     def _claim_update(self, row: RunRow, fence: str, now_ms: int) -> list[Any]:
         run = self.store.models.Run
-        lease_ms = max(now_ms, int(row.scheduled_for)) + int(self.settings.lease_s * 1000)
+        lease_ms = max(now_ms, start_ms(row)) + int(self.settings.lease_s * 1000)
         return [
             run.status.set(RunStatus.QUEUED.value),
             run.fence.set(fence),
@@ -313,7 +313,9 @@ class Dispatcher:
     ) -> tuple[_Claimed | None, RunRow | None]:
         trigger = self._trigger(row.trigger)
         scheduled = from_ms(row.scheduled_for)
-        overdue = scheduled < now - timedelta(seconds=self.settings.misfire_grace_s)
+        # Overdue against the planned start: a spread offset is not a misfire.
+        planned = from_ms(start_ms(row))
+        overdue = planned < now - timedelta(seconds=self.settings.misfire_grace_s)
         policy = MisfirePolicy(row.misfire or MisfirePolicy.RUN_ONCE.value)
         if overdue and policy is MisfirePolicy.SKIP:
             return None, self._skip_to(
@@ -473,7 +475,7 @@ class Dispatcher:
                 "MessageBody": Message(
                     c.row.task_id, c.row.run_id, c.fence, int(c.row.scheduled_for), c.row.lane
                 ).to_body(),
-                "DelaySeconds": delay_seconds(int(c.row.scheduled_for), now_ms),
+                "DelaySeconds": delay_seconds(start_ms(c.row), now_ms),
             }
             for i, c in enumerate(items)
         ]

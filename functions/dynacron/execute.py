@@ -33,7 +33,7 @@ from .clock import Clock, SystemClock, from_ms, to_ms
 from .dispatch import Message, _clip, _is_condition_failure, send_dead_letter
 from .errors import HandlerTimeout, ValidationError
 from .settings import Settings
-from .store import RunRow, Store, TaskRow, dumps
+from .store import RunRow, Store, TaskRow, dumps, start_ms
 from .types import (
     MAX_BACKOFF_SECONDS,
     MAX_RESULT_BYTES,
@@ -193,7 +193,7 @@ class Executor:
         time_left: Callable[[], float],
     ) -> Result:
         timeout = float(task.timeout)
-        not_before = int(run.scheduled_for)
+        not_before = start_ms(run)  # scheduled_for + the spread offset
         if run.status == RunStatus.RETRYING.value and run.due_at is not None:
             # A retry is due when its backoff ends (_fail keys it at failure + backoff + lease):
             # a duplicate copy of the message must not start it early.
@@ -255,7 +255,7 @@ class Executor:
                 raise
             if not self._was_ours(run, starter):
                 return False
-        lateness_ms = now_ms - int(run.scheduled_for)
+        lateness_ms = now_ms - start_ms(run) - int(run.throttled_ms or 0)
         self._metric("RunsStarted", "Count", 1)
         self._metric("LatenessMs", "Milliseconds", lateness_ms)
         self._emit("started", run, lateness_ms=lateness_ms, attempt=int(run.attempt))

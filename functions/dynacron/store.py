@@ -44,6 +44,11 @@ RUN_PREFIX = "RUN#"
 DUE_INDEX = "due-index"
 
 
+def start_ms(row: RunRow) -> int:
+    """When the run is planned to start: its trigger time plus its spread offset."""
+    return int(row.scheduled_for) + int(row.offset_ms or 0)
+
+
 def task_pk(task_id: str) -> str:
     return f"T#{task_id}"
 
@@ -106,6 +111,9 @@ class TaskRow(_Row):
     # JSON of a dynacron.targets target (no secret values: a secret is a reference); absent on
     # handler tasks and on rows written before targets existed.
     target = UnicodeAttribute(null=True)
+    # Lanes, limits and spread (README): absent = none.
+    spread_ms = NumberAttribute(null=True)
+    limit = UnicodeAttribute(null=True)
 
 
 class RunRow(_Row):
@@ -134,6 +142,12 @@ class RunRow(_Row):
     due_shard = NumberAttribute(null=True)
     due_at = NumberAttribute(null=True)
     due_index = DueIndex()
+    # Spread (spread.py): the task's window, copied for chaining, and this run's offset in it.
+    spread_ms = NumberAttribute(null=True)
+    offset_ms = NumberAttribute(null=True)
+    # Rate limit (limits.py): the limit's name, and the start delay it imposed (set at start).
+    limit = UnicodeAttribute(null=True)
+    throttled_ms = NumberAttribute(null=True)
 
 
 @dataclass(frozen=True)
@@ -290,8 +304,12 @@ class Store:
         """A new ``pending`` run in the due index, copying what the poller needs from ``source``
         (the task, or the previous occurrence): type, lane, and for a scheduled occurrence the
         trigger and misfire policy it chains with."""
+        from .spread import offset_ms
         from .types import RunStatus
 
+        spread_ms = getattr(source, "spread_ms", None)
+        # A manual run (trigger_now, redrive) runs now: spread is for the trigger's occurrences.
+        offset = 0 if manual else offset_ms(source.task_id, run_id, spread_ms)
         return self.models.Run(
             pk=source.pk,
             sk=run_sk(run_id),
@@ -308,7 +326,10 @@ class Store:
             trigger=None if manual else source.trigger,
             misfire=None if manual else source.misfire,
             due_shard=shard,
-            due_at=when_ms,
+            due_at=when_ms + offset,
+            spread_ms=spread_ms,
+            offset_ms=offset or None,
+            limit=getattr(source, "limit", None),
         )
 
     def new_task_row(self, **values: Any) -> TaskRow:
@@ -337,6 +358,8 @@ def task_from_row(row: TaskRow) -> Task:
         lane=row.lane,
         expire_after=None if row.expire_after is None else float(row.expire_after),
         target=_target_of(row),
+        spread=None if row.spread_ms is None else float(row.spread_ms) / 1000.0,
+        limit=row.limit,
     )
 
 
@@ -375,4 +398,7 @@ def run_from_row(row: RunRow) -> Run:
         lane=row.lane,
         max_attempts=int(row.max_attempts or 1),
         dispatches=int(row.dispatches or 0),
+        offset_ms=int(row.offset_ms or 0),
+        limit=row.limit,
+        throttled_ms=int(row.throttled_ms or 0),
     )
