@@ -1259,6 +1259,65 @@ def dlq_redrive(
 # --- local ---------------------------------------------------------------------------------
 
 
+# --- limits --------------------------------------------------------------------------------
+
+
+@cli.group(epilog=EXIT_CODES_EPILOG)
+def limits() -> None:
+    """Rate and concurrency limits that tasks share (schedule --limit NAME)."""
+
+
+def _limit_row(limit: Any) -> tuple[str, str, str, str]:
+    rate = f"{limit.rate} ({limit.per_s:g}/s)" if limit.rate else "-"
+    return (limit.name, rate, str(limit.burst), str(limit.concurrency or "-"))
+
+
+@limits.command("set")
+@click.argument("name")
+@click.option("--rate", metavar="COUNT/UNIT", help="e.g. 10/s, 100/m, 5/10s, 2/h.")
+@click.option("--burst", type=int, default=1, show_default=True, help="Starts allowed at once.")
+@click.option("--concurrency", type=int, help="Most runs of the limit running at once.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_config
+def limits_set(
+    cfg: _Config, name: str, rate: str | None, burst: int, concurrency: int | None, as_json: bool
+) -> None:
+    """Create or change a limit."""
+    limit = cfg.scheduler().set_limit(name, rate=rate, burst=burst, concurrency=concurrency)
+    if as_json:
+        _print_json(limit)
+    else:
+        click.echo(f"limit {limit.name}: rate {_limit_row(limit)[1]}, burst {limit.burst}, "
+                   f"concurrency {limit.concurrency or '-'}")
+
+
+@limits.command("show")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_config
+def limits_show(cfg: _Config, name: str | None, as_json: bool) -> None:
+    """One limit, or every limit."""
+    s = cfg.scheduler()
+    found = [s.get_limit(name)] if name else s.limits()
+    if as_json:
+        _print_json(found)
+        return
+    _table(f"{len(found)} limit(s)", ("limit", "rate", "burst", "concurrency"),
+           (_limit_row(limit) for limit in found), width=_NARROW)
+
+
+@limits.command("clear")
+@click.argument("name")
+@pass_config
+def limits_clear(cfg: _Config, name: str) -> None:
+    """Delete a limit (its tasks' runs then start unthrottled)."""
+    if not cfg.scheduler().clear_limit(name):
+        from .limits import LimitNotFound
+
+        raise LimitNotFound(name)
+    click.echo(f"limit {name} cleared")
+
+
 @cli.command("local", epilog=EXIT_CODES_EPILOG)
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
 @click.option(

@@ -143,7 +143,8 @@ class Executor:
         if verdict is not None:
             return verdict
         assert task is not None
-        return self._attempt(run, task, receipt_handle, queue_url, time_left)
+        slot = (msg.not_before, msg.slot_tol) if msg.not_before is not None else None
+        return self._attempt(run, task, receipt_handle, queue_url, time_left, slot)
 
     # --- checks before an attempt ----------------------------------------------------------
 
@@ -191,9 +192,15 @@ class Executor:
         receipt: str | None,
         queue_url: str | None,
         time_left: Callable[[], float],
+        slot: tuple[int, int | None] | None = None,
     ) -> Result:
         timeout = float(task.timeout)
         not_before = start_ms(run)  # scheduled_for + the spread offset
+        # A rate limit's slot (limits.py) holds the first start back; its wait is not lateness.
+        slot_ms = None
+        if slot is not None and not run.attempt:
+            slot_ms = max(slot[0], int(run.slot_ms or 0))
+            not_before = max(not_before, slot_ms)
         if run.status == RunStatus.RETRYING.value and run.due_at is not None:
             # A retry is due when its backoff ends (_fail keys it at failure + backoff + lease):
             # a duplicate copy of the message must not start it early.
@@ -210,13 +217,19 @@ class Executor:
         if wait > 0:
             self.clock.sleep(wait)
         now = self.clock.now()
+        if slot_ms is not None and slot is not None and to_ms(now) - slot_ms > (slot[1] or 0):
+            late = self._late_for_slot(run, now, queue_url, receipt)
+            if isinstance(late, Result):
+                return late
+            slot_ms, now = late, self.clock.now()
+        throttled_ms = 0 if slot_ms is None else max(0, slot_ms - start_ms(run))
         if task.expire_after is not None and now > from_ms(run.scheduled_for) + timedelta(
             seconds=float(task.expire_after)
         ):
             return self._finish(
                 run, RunStatus.EXPIRED, error="missed its deadline before it started"
             )
-        if not self._start(run, now, timeout):
+        if not self._start(run, now, timeout, throttled_ms):
             return Result(Outcome.ACK, "duplicate", "another delivery started this attempt")
         budget = max(0.001, min(timeout, time_left() - self.safety_margin_s))
         if task.target:
@@ -232,20 +245,39 @@ class Executor:
             self.store.complete_if_done(run.task_id, to_ms(self.clock.now()))
         return res
 
-    def _start(self, run: RunRow, now: datetime, timeout: float) -> bool:
+    def _late_for_slot(
+        self, run: RunRow, now: datetime, queue_url: str | None, receipt: str | None
+    ) -> Result | int:
+        """Too late for its rate-limit slot: take the next free one, wait for it here if it is
+        close, else hide the message until then. Returns the new slot, or the Result."""
+        from .limits import reslot
+
+        slot_ms = reslot(self.store, run, to_ms(now))
+        wait = (slot_ms - to_ms(self.clock.now())) / 1000.0
+        if wait > self.max_early_wait_s:
+            self._change_visibility(queue_url, receipt, math.ceil(wait - 1))
+            return Result(Outcome.RETURN, "throttled", f"late for its slot; next in {wait:.1f}s")
+        if wait > 0:
+            self.clock.sleep(wait)
+        return slot_ms
+
+    def _start(self, run: RunRow, now: datetime, timeout: float, throttled_ms: int = 0) -> bool:
         model = self.store.models.Run
         now_ms = to_ms(now)
         observed_attempt = int(run.attempt or 0)
         starter = secrets.token_hex(8)
+        actions = [
+            model.status.set(RunStatus.RUNNING.value),
+            model.attempt.set(observed_attempt + 1),
+            model.starter.set(starter),
+            model.started_at.set(now_ms),
+            model.due_at.set(now_ms + int((timeout + self.settings.lease_s) * 1000)),
+        ]
+        if throttled_ms:
+            actions.append(model.throttled_ms.set(throttled_ms))
         try:
             run.update(
-                actions=[
-                    model.status.set(RunStatus.RUNNING.value),
-                    model.attempt.set(observed_attempt + 1),
-                    model.starter.set(starter),
-                    model.started_at.set(now_ms),
-                    model.due_at.set(now_ms + int((timeout + self.settings.lease_s) * 1000)),
-                ],
+                actions=actions,
                 condition=(model.fence == run.fence)
                 & (model.status == run.status)
                 & (model.attempt == observed_attempt),
@@ -257,6 +289,8 @@ class Executor:
                 return False
         lateness_ms = now_ms - start_ms(run) - int(run.throttled_ms or 0)
         self._metric("RunsStarted", "Count", 1)
+        if throttled_ms:
+            self._metric("ThrottledMs", "Milliseconds", throttled_ms)
         self._metric("LatenessMs", "Milliseconds", lateness_ms)
         self._emit("started", run, lateness_ms=lateness_ms, attempt=int(run.attempt))
         self._log("info", "run started", run, lateness_ms=lateness_ms)

@@ -493,6 +493,39 @@ class Scheduler:
         self._short_notice(run_row)
         return self.get_run(task_id, run_row.run_id)
 
+    # --- limits (limits.py) ----------------------------------------------------------------
+
+    def set_limit(
+        self, name: str, rate: str | None = "10/s", burst: int = 1, concurrency: int | None = None
+    ) -> Any:
+        """Create or change a limit that runs of tasks scheduled with ``limit=name`` share.
+
+        ``rate`` is ``COUNT/UNIT`` (``"10/s"``, ``"100/m"``, ``"5/10s"``; None = no rate),
+        ``burst`` how many may start together after a quiet spell, ``concurrency`` how many may
+        run at once (None = no cap). Returns the ``Limit``; ``ValidationError`` on bad input.
+        """
+        from .limits import LimitStore, make_limit
+
+        return LimitStore(self.store).put(make_limit(name, rate, burst, concurrency))
+
+    def get_limit(self, name: str) -> Any:
+        """The limit; ``ValidationError`` (field ``limit``) if it does not exist."""
+        from .limits import LimitStore, check_limit_name
+
+        return LimitStore(self.store).get(check_limit_name(name))
+
+    def limits(self) -> list[Any]:
+        """Every limit, by name (a table Scan: for operators)."""
+        from .limits import LimitStore
+
+        return sorted(LimitStore(self.store).all(), key=lambda limit: limit.name)
+
+    def clear_limit(self, name: str) -> bool:
+        """Delete a limit; its tasks' runs then start unthrottled. False if there was none."""
+        from .limits import LimitStore, check_limit_name
+
+        return LimitStore(self.store).delete(check_limit_name(name))
+
     def redrive(self, task_id: str, run_id: str) -> Run:
         """Give a ``dead`` or ``expired`` run a fresh set of attempts, now."""
         row = self.store.get_run_row(task_id, run_id)

@@ -26,6 +26,7 @@ from typing import Any
 
 from pynamodb.attributes import (
     BooleanAttribute,
+    MapAttribute,
     NumberAttribute,
     UnicodeAttribute,
 )
@@ -148,6 +149,24 @@ class RunRow(_Row):
     # Rate limit (limits.py): the limit's name, and the start delay it imposed (set at start).
     limit = UnicodeAttribute(null=True)
     throttled_ms = NumberAttribute(null=True)
+    slot_ms = NumberAttribute(null=True)  # a later slot the worker reserved (it came late)
+
+
+class LimitRow(_Row):
+    """Storage row of a rate/concurrency limit (``limits.py``): pk ``L#<name>``, sk ``LIMIT``.
+
+    ``tat_ms`` is the rate limiter's counter (GCRA's theoretical arrival time); ``leases`` maps
+    a lease token to its expiry (epoch ms) for the concurrency limit.
+    """
+
+    name = UnicodeAttribute()
+    rate = UnicodeAttribute(null=True)
+    per_s = NumberAttribute(null=True)
+    burst = NumberAttribute(default=1)
+    concurrency = NumberAttribute(null=True)
+    tat_ms = NumberAttribute(null=True)
+    leases = MapAttribute(null=True)
+    version = NumberAttribute(default=0)
 
 
 @dataclass(frozen=True)
@@ -156,6 +175,7 @@ class Models:
 
     Task: type[TaskRow]
     Run: type[RunRow]
+    Limit: type[LimitRow] = LimitRow
 
 
 def bind_models(settings: Settings) -> Models:
@@ -175,7 +195,9 @@ def bind_models(settings: Settings) -> Models:
     run_meta = type("Meta", (), dict(meta_attrs))
     task_cls = type("TaskRow", (TaskRow,), {"Meta": task_meta, "__module__": __name__})
     run_cls = type("RunRow", (RunRow,), {"Meta": run_meta, "__module__": __name__})
-    return Models(Task=task_cls, Run=run_cls)
+    limit_meta = type("Meta", (), dict(meta_attrs))
+    limit_cls = type("LimitRow", (LimitRow,), {"Meta": limit_meta, "__module__": __name__})
+    return Models(Task=task_cls, Run=run_cls, Limit=limit_cls)
 
 
 class Store:
