@@ -81,6 +81,7 @@ class Executor:
         max_early_wait_s: float = 2.0,
         safety_margin_s: float = 3.0,
         targets: Any = None,
+        concurrency_wait_s: int = 10,
     ) -> None:
         self.store = store
         self.sqs = sqs
@@ -93,6 +94,8 @@ class Executor:
         self.max_early_wait_s = max_early_wait_s
         self.safety_margin_s = safety_margin_s
         self._targets = targets  # a targets.TargetInvoker; built on first use
+        # A run whose limit is at its concurrency is hidden this long, then tries again.
+        self.concurrency_wait_s = concurrency_wait_s
 
     @property
     def targets(self) -> Any:
@@ -223,6 +226,33 @@ class Executor:
                 return late
             slot_ms, now = late, self.clock.now()
         throttled_ms = 0 if slot_ms is None else max(0, slot_ms - start_ms(run))
+        token = self._gate(run, now, timeout)
+        if isinstance(token, Result):
+            self._change_visibility(queue_url, receipt, self.concurrency_wait_s)
+            return token
+        try:
+            res = self._attempt_now(
+                run, task, receipt, queue_url, time_left, now, timeout, throttled_ms
+            )
+        except Exception:  # not BaseException: a dying process releases nothing (its lease does)
+            if token:
+                self._ungate(run, token)
+            raise
+        if token:
+            self._ungate(run, token)
+        return res
+
+    def _attempt_now(
+        self,
+        run: RunRow,
+        task: TaskRow,
+        receipt: str | None,
+        queue_url: str | None,
+        time_left: Callable[[], float],
+        now: datetime,
+        timeout: float,
+        throttled_ms: int,
+    ) -> Result:
         if task.expire_after is not None and now > from_ms(run.scheduled_for) + timedelta(
             seconds=float(task.expire_after)
         ):
@@ -244,6 +274,28 @@ class Executor:
         if res.outcome is Outcome.ACK and not run.manual and task.next_fire_at is None:
             self.store.complete_if_done(run.task_id, to_ms(self.clock.now()))
         return res
+
+    def _gate(self, run: RunRow, now: datetime, timeout: float) -> str | Result | None:
+        """A concurrency slot of the run's limit (limits.ConcurrencyGate): its lease token,
+        None without a limit, or a Result when the limit is full (the run waits its turn)."""
+        if not run.limit:
+            return None
+        from .limits import ConcurrencyGate, lease_token
+
+        token = lease_token(run.task_id, run.run_id, int(run.attempt or 0) + 1)
+        expiry = to_ms(now) + int((timeout + self.settings.lease_s) * 1000)
+        if ConcurrencyGate(self.store).acquire(str(run.limit), token, to_ms(now), expiry):
+            return token
+        self._metric("ConcurrencyWaits", "Count", 1)
+        return Result(Outcome.RETURN, "waiting", f"limit {run.limit!r} is at its concurrency")
+
+    def _ungate(self, run: RunRow, token: str) -> None:
+        from .limits import ConcurrencyGate
+
+        try:
+            ConcurrencyGate(self.store).release(str(run.limit), token, to_ms(self.clock.now()))
+        except Exception as exc:  # the lease expires by itself
+            report_error(exc, "release", self.logger, self.metrics, **_run_ids(run))
 
     def _late_for_slot(
         self, run: RunRow, now: datetime, queue_url: str | None, receipt: str | None
@@ -514,6 +566,10 @@ class Executor:
         if run is not None:  # ids and attempt only: payloads never reach the logs
             extra.update(task_id=run.task_id, run_id=run.run_id, attempt=int(run.attempt or 0))
         getattr(self.logger, level)(message, extra=extra)
+
+
+def _run_ids(run: RunRow) -> dict[str, str]:
+    return {"task_id": run.task_id, "run_id": run.run_id}
 
 
 def _encode_result(value: Any) -> str | None:

@@ -296,3 +296,71 @@ class Throttle:
         except UpdateError:
             return False  # it moved on (cancelled, reclaimed): whoever moved it owns it
         return True
+
+
+# --- concurrency: leases on the limit's item ---------------------------------------------------
+
+
+class ConcurrencyGate:
+    """At most ``concurrency`` runs of a limit running at once, by leases on the limit's item.
+
+    A lease is ``leases[token] = expiry`` (epoch ms): the attempt's own running lease (timeout
+    plus the lease period). A worker that dies never releases its lease, and the slot comes
+    back when the lease expires: expired leases do not count and are dropped by the next write.
+    Every change is a conditional write on the item's version (optimistic).
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.limits = LimitStore(store)
+        self.model = store.models.Limit
+
+    def acquire(self, name: str, token: str, now_ms: int, expiry_ms: int) -> bool:
+        """Take a slot (True), or False when the limit is full. A limit without a concurrency
+        (or cleared) always admits."""
+        for _ in range(_CAS_TRIES):
+            row = self.limits._row(name)
+            if row is None or not row.concurrency:
+                return True
+            live = {k: v for k, v in _leases(row).items() if v > now_ms}
+            if token not in live and len(live) >= int(row.concurrency):
+                return False
+            live[token] = expiry_ms
+            if self._write(row, live):
+                return True
+        raise DynacronError(f"limit {name!r}: its leases kept changing; try again")
+
+    def release(self, name: str, token: str, now_ms: int) -> None:
+        for _ in range(_CAS_TRIES):
+            row = self.limits._row(name)
+            leases = _leases(row) if row is not None else {}
+            if token not in leases:
+                return
+            live = {k: v for k, v in leases.items() if k != token and v > now_ms}
+            if self._write(row, live):
+                return
+        # Not released: the lease expires by itself.
+
+    def _write(self, row: Any, leases: dict[str, int]) -> bool:
+        m = self.model
+        try:
+            row.update(
+                actions=[m.leases.set(leases), m.version.add(1)],
+                condition=m.version == row.version,
+            )
+        except UpdateError as exc:
+            if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
+                raise _wrap(exc) from exc
+            return False
+        return True
+
+
+def _leases(row: Any) -> dict[str, int]:
+    raw = row.leases
+    if raw is None:
+        return {}
+    data = raw.as_dict() if hasattr(raw, "as_dict") else dict(raw)
+    return {str(k): int(v) for k, v in data.items()}
+
+
+def lease_token(task_id: str, run_id: str, attempt: int) -> str:
+    return f"{task_id}/{run_id}/{attempt}"

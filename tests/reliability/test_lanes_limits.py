@@ -63,11 +63,12 @@ def gauge() -> Gauge:
     return GAUGE
 
 
-def _workers(dep: Any, lanes: dict[str, tuple[int, int]]) -> LocalRuntime:
+def _workers(dep: Any, lanes: dict[str, tuple[int, int]], workers: int = 1, **kw: Any
+             ) -> LocalRuntime:
     # The suite's moto serializes SQS too (no long polls): short polls, paced by the loops.
-    rt = LocalRuntime(workers=1, lanes={"critical": (1, 10), **lanes}, receive_wait_s=0)
+    rt = LocalRuntime(workers=workers, lanes={"critical": (1, 10), **lanes}, receive_wait_s=0)
     real = SystemClock()
-    rt.start_workers(dep.settings, dep.new_sqs(), dep.executor(dep.new_sqs(), clock=real))
+    rt.start_workers(dep.settings, dep.new_sqs(), dep.executor(dep.new_sqs(), clock=real, **kw))
     return rt
 
 
@@ -135,3 +136,42 @@ def test_a_rate_limit_of_five_per_second_over_a_herd_of_100(dep, gauge, figures)
     assert most <= 5 + 1, (late[-10:], len(late), late[:3])
     # the herd was spread over ~20 s by the limit, and that wait is recorded as throttling
     assert 19_000 <= throttled[-1] <= 21_000, throttled[-5:]
+
+
+def test_concurrency_three_with_a_dead_worker_gets_its_slot_back_by_lease(dep, gauge, figures):
+    """Limit concurrency 3; one slot is held by an attempt whose worker died (a lease nobody
+    will release, expiring in 4 s). 20 runs: never more than 3 at once, at most 2 while the dead
+    lease lives, 3 once it expired; all finish (they wait, they do not fail)."""
+    from dynacron.clock import to_ms
+    from dynacron.limits import ConcurrencyGate
+
+    real = SystemClock()
+    sdk = dep.scheduler(clock=real)
+    sdk.set_limit("rel-db", rate=None, concurrency=3)
+    now = to_ms(real.now())
+    dead_until = now + 4000
+    assert ConcurrencyGate(sdk.store).acquire("rel-db", "dead-worker", now, dead_until)
+    gauge.sleep_s = 0.3
+    due = real.now() + timedelta(seconds=3)
+    for i in range(20):
+        sdk.schedule("rel-gauge", {"i": i}, trigger=At(due), limit="rel-db", task_id=f"c-{i}")
+    rt = _workers(dep, {}, workers=2, concurrency_wait_s=1)
+    try:
+        done = wait_for(lambda: _all_succeeded(dep, 20), timeout_s=120, interval_s=0.5)
+    finally:
+        rt.stop(grace_s=10)
+    runs = dep.runs()
+    spans = sorted((int(r.started_at), int(r.finished_at)) for r in runs if r.finished_at)
+    early = max((_overlap(spans, t) for t, _ in spans if t < dead_until), default=0)
+    figures("concurrency_3_dead_lease", dep.backend, runs=20, duplicates=0,
+            lost=20 - len(gauge.starts), faults=1, most_at_once=gauge.most,
+            most_while_dead_lease=early)
+    assert done, (sorted({r.status for r in runs}), rt.stats.last_error)
+    assert gauge.most == 3  # the dead worker's slot came back
+    assert early <= 2
+    assert all(r.attempt == 1 for r in runs)  # waiting cost no attempt
+
+
+def _overlap(spans: list[tuple[int, int]], at: int) -> int:
+    """Runs whose [started_at, finished_at) holds ``at``."""
+    return sum(1 for s, f in spans if s <= at < f)

@@ -243,3 +243,54 @@ def test_a_run_that_reaches_its_worker_late_takes_the_next_free_slot(env):
     (run2,) = s.runs(json.loads(second["Body"])["task_id"])
     assert run2.started_at == from_ms(to_ms(when) + 6000)  # the slot after the first's
     assert len(tasks) == 3
+
+
+# --- concurrency ------------------------------------------------------------------------------
+
+
+def test_concurrency_gate_admits_n_and_expired_leases_give_the_slot_back(env):
+    from dynacron.limits import ConcurrencyGate
+
+    env.scheduler().set_limit("db", rate=None, concurrency=2)
+    gate = ConcurrencyGate(env.scheduler().store)
+    assert gate.acquire("db", "a", 1000, 5000) and gate.acquire("db", "b", 1000, 9000)
+    assert not gate.acquire("db", "c", 1000, 9000)  # full
+    assert gate.acquire("db", "a", 2000, 6000)  # the holder renewing is not a new slot
+    assert gate.acquire("db", "c", 6001, 9000)  # a's lease ran out (its worker died)
+    assert not gate.acquire("db", "d", 6001, 9000)
+    gate.release("db", "b", 6002)
+    assert gate.acquire("db", "d", 6002, 9000)
+
+
+def test_a_run_over_the_concurrency_waits_and_starts_once_a_lease_expires(env):
+    """One slot, held by an attempt whose worker died: the next run waits (no attempt counted,
+    its message hidden for the retry interval), then starts when that lease has expired."""
+    from dynacron.execute import Outcome
+    from dynacron.limits import ConcurrencyGate
+
+    s = env.scheduler()
+    s.set_limit("db", rate=None, concurrency=1)
+    when = env.clock.now() + timedelta(seconds=5)
+    (task,) = _limited_tasks(env, 1, when, limit="db")
+    now = to_ms(env.clock.now())
+    ConcurrencyGate(s.store).acquire("db", "dead-worker", now, now + 60_000)
+    (msg,) = env.receive()
+    env.clock.set(when)
+    ex = env.executor(concurrency_wait_s=7)
+    res = ex.execute(msg["Body"], msg["ReceiptHandle"], env.settings.queue_url)
+    assert (res.outcome, res.status) == (Outcome.RETURN, "waiting")
+    assert env.sqs.visibility[-1] == 7
+    (run,) = s.runs(task.task_id)
+    assert run.attempt == 0 and run.status.value == "queued"
+    env.clock.set(from_ms_(now + 60_001))
+    (msg,) = env.receive()
+    res = ex.execute(msg["Body"], msg["ReceiptHandle"], env.settings.queue_url)
+    assert res.status == "succeeded"
+    row = s.store.models.Limit.get("L#db", "LIMIT")
+    assert row.leases.as_dict() == {}  # released after the run, and the dead one dropped
+
+
+def from_ms_(ms):
+    from dynacron.clock import from_ms
+
+    return from_ms(ms)
