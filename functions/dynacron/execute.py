@@ -287,6 +287,9 @@ class Executor:
         if ConcurrencyGate(self.store).acquire(str(run.limit), token, to_ms(now), expiry):
             return token
         self._metric("ConcurrencyWaits", "Count", 1)
+        from .lanemetrics import emit
+
+        emit(self.metrics, "LimitWaits", "Count", 1, limit=str(run.limit))
         return Result(Outcome.RETURN, "waiting", f"limit {run.limit!r} is at its concurrency")
 
     def _ungate(self, run: RunRow, token: str) -> None:
@@ -344,9 +347,31 @@ class Executor:
         if throttled_ms:
             self._metric("ThrottledMs", "Milliseconds", throttled_ms)
         self._metric("LatenessMs", "Milliseconds", lateness_ms)
-        self._emit("started", run, lateness_ms=lateness_ms, attempt=int(run.attempt))
+        self._lane_limit_metrics(run, lateness_ms, throttled_ms)
+        self._emit(
+            "started",
+            run,
+            lateness_ms=lateness_ms,
+            attempt=int(run.attempt),
+            lane=run.lane,
+            limit=run.limit,
+            throttled_ms=throttled_ms,
+        )
         self._log("info", "run started", run, lateness_ms=lateness_ms)
         return True
+
+    def _lane_limit_metrics(self, run: RunRow, lateness_ms: int, throttled_ms: int) -> None:
+        """Started and lateness per lane, started and throttled time per limit (lanemetrics)."""
+        from .lanemetrics import emit
+
+        lane = run.lane or "default"
+        emit(self.metrics, "LaneRunsStarted", "Count", 1, lane=lane)
+        if int(run.attempt or 1) == 1:  # a retry starts late on purpose
+            emit(self.metrics, "LaneLatenessMs", "Milliseconds", lateness_ms, lane=lane)
+        if run.limit:
+            emit(self.metrics, "LimitRunsStarted", "Count", 1, limit=str(run.limit))
+            emit(self.metrics, "LimitThrottledMs", "Milliseconds", throttled_ms,
+                 limit=str(run.limit))
 
     def _was_ours(self, run: RunRow, starter: str) -> bool:
         """A lost response made botocore retry our start, whose condition then failed on the

@@ -294,3 +294,72 @@ def from_ms_(ms):
     from dynacron.clock import from_ms
 
     return from_ms(ms)
+
+
+# --- metrics per lane and per limit -----------------------------------------------------------
+
+
+class _Metrics:
+    def __init__(self):
+        self.plain: list = []
+        self.dimensioned: list = []
+
+    def add_metric(self, name, unit, value):
+        self.plain.append((name, value))
+
+    def add_dimensioned_metric(self, name, unit, value, dimensions):
+        self.dimensioned.append((name, value, dimensions))
+
+
+def test_started_and_throttled_are_published_per_lane_and_per_limit(env):
+    from dynacron.clock import from_ms
+
+    env.scheduler().set_limit("smtp", rate="1/s")
+    when = env.clock.now() + timedelta(minutes=10)
+    s = env.scheduler()
+    for i in range(2):
+        s.schedule("limited-ok", {"i": i}, trigger=At(when), limit="smtp", lane="critical")
+    env.clock.set(when - timedelta(seconds=60))
+    env.dispatcher().poll()
+    metrics = _Metrics()
+    url = env.settings.lane_queues["critical"]
+    msgs = env.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    for msg in sorted(msgs, key=lambda m: json.loads(m["Body"])["not_before"]):
+        env.clock.set(from_ms(json.loads(msg["Body"])["not_before"]))
+        ex = env.executor(metrics=metrics)
+        assert ex.execute(msg["Body"], msg["ReceiptHandle"], url).status == "succeeded"
+    got = metrics.dimensioned
+    assert [d for n, _, d in got if n == "LaneRunsStarted"] == [{"lane": "critical"}] * 2
+    assert [v for n, v, _ in got if n == "LaneLatenessMs"] == [0, 0]
+    assert [(v, d) for n, v, d in got if n == "LimitThrottledMs"] == [
+        (0, {"limit": "smtp"}), (1000, {"limit": "smtp"})]
+    assert ("ThrottledMs", 1000) in metrics.plain
+
+
+def test_powertools_metrics_get_their_own_dimensions(capsys):
+    from aws_lambda_powertools import Metrics
+
+    from dynacron.lanemetrics import emit
+
+    emit(Metrics(namespace="DynacronTest", service="x"), "LaneRunsStarted", "Count", 1,
+         lane="bulk")
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["lane"] == "bulk" and record["service"] == "dynacron"
+    assert record["LaneRunsStarted"] == [1.0] or record["LaneRunsStarted"] == 1.0
+    (directive,) = record["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "DynacronTest"
+    assert sorted(directive["Dimensions"][0]) == ["lane", "service"]
+
+
+def test_local_stats_count_per_lane_and_per_limit():
+    from dynacron.local.progress import Stats
+
+    stats = Stats()
+    for i, (lane, limit, waited) in enumerate(
+        [("critical", None, 0), ("bulk", "smtp", 200), ("bulk", "smtp", 400)]
+    ):
+        stats.on_event("started", {"task_id": "t", "run_id": str(i), "attempt": 1,
+                                   "lateness_ms": 5, "lane": lane, "limit": limit,
+                                   "throttled_ms": waited})
+    assert stats.lane_started == {"critical": 1, "bulk": 2}
+    assert stats.limit_started == {"smtp": 2} and stats.limit_throttled_ms == {"smtp": 600}
