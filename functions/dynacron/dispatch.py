@@ -73,7 +73,8 @@ class Message:
         }
         if self.not_before is not None:
             body["not_before"] = self.not_before
-            body["slot_tol"] = self.slot_tol or 0
+            if self.slot_tol is not None:
+                body["slot_tol"] = self.slot_tol
         return dumps(body)
 
     @classmethod

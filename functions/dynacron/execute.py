@@ -220,7 +220,12 @@ class Executor:
         if wait > 0:
             self.clock.sleep(wait)
         now = self.clock.now()
-        if slot_ms is not None and slot is not None and to_ms(now) - slot_ms > (slot[1] or 0):
+        if (
+            slot_ms is not None
+            and slot is not None
+            and slot[1] is not None
+            and to_ms(now) - slot_ms > slot[1]
+        ):
             late = self._late_for_slot(run, now, queue_url, receipt)
             if isinstance(late, Result):
                 return late

@@ -279,6 +279,8 @@ class Throttle:
             # max(now, start) + lease) and within one DelaySeconds.
             latest = min(now_ms + self.max_delay_ms, min(wanted) + self.lease_ms - LEASE_MARGIN_MS)
             slots, tol = self.limits.reserve(name, wanted, now_ms, latest)
+            if tol is None:
+                continue  # no rate (cleared, or concurrency only): nothing to hold back
             for i, slot in zip(indexes, slots, strict=True):
                 out[i] = (slot, tol)
         return out

@@ -363,3 +363,22 @@ def test_local_stats_count_per_lane_and_per_limit():
                                    "throttled_ms": waited})
     assert stats.lane_started == {"critical": 1, "bulk": 2}
     assert stats.limit_started == {"smtp": 2} and stats.limit_throttled_ms == {"smtp": 600}
+
+
+def test_a_cleared_limit_lets_its_runs_go_unthrottled_without_extra_writes(env):
+    s = env.scheduler()
+    s.set_limit("gone", rate="1/s")
+    when = env.clock.now() + timedelta(minutes=10)
+    tasks = _limited_tasks(env, 3, when, limit="gone")
+    assert s.clear_limit("gone")
+    env.clock.set(when - timedelta(seconds=60))
+    env.dispatcher().poll()
+    assert _slots(env) == [None] * 3
+    env.clock.set(when + timedelta(seconds=1))  # a second late: no slot to be late for
+    for msg in env.receive():
+        res = env.executor().execute(msg["Body"], msg["ReceiptHandle"], env.settings.queue_url)
+        assert res.status == "succeeded"
+    runs = [r for t in tasks for r in s.runs(t.task_id)]
+    assert all(r.throttled_ms == 0 for r in runs)
+    raw = [i for i in env.table_items() if i["sk"]["S"].startswith("RUN#")]
+    assert all("slot_ms" not in i for i in raw)
