@@ -28,6 +28,7 @@ FULL = {
     "lateness_runs": 2000, "lateness_span_s": 60.0, "lateness_drain_s": 20, "light_runs": 100,
     "half_runs": 1000,
     "light_span_s": 20.0,
+    "lanes_bulk": 2000, "lanes_critical": 50, "lanes_span_s": 60.0,
 }
 QUICK = {
     "import_repeats": 3,
@@ -36,6 +37,7 @@ QUICK = {
     "scale_shards": 16,
     "lateness_runs": 150, "lateness_span_s": 10.0, "lateness_drain_s": 20, "light_runs": 0,
     "light_span_s": 0.0,
+    "lanes_bulk": 200, "lanes_critical": 10, "lanes_span_s": 10.0,
 }
 TARGETS = {
     "lateness_p50_ms": ("<=", 100),
@@ -46,6 +48,7 @@ TARGETS = {
     "worker_invocations_per_fire": ("<=", 0.1),
     "import_ratio_poller": ("<=", 1.5),
     "import_ratio_worker": ("<=", 1.5),
+    "lane_critical_p99_ms": ("<=", 1000),
 }
 # AWS DynamoDB: one partition takes at most 1,000 WCU/s (and 3,000 RCU/s).
 PARTITION_WCU_PER_S = 1000
@@ -275,10 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
     parser.add_argument("--only", help="comma-separated: coldstart,cost,dispatch,ministack,"
-                        "lateness (default: all)")
+                        "lateness,lanes (default: all)")
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL
-    wanted = set((args.only or "coldstart,cost,dispatch,ministack,lateness").split(","))
+    wanted = set((args.only or "coldstart,cost,dispatch,ministack,lateness,lanes").split(","))
     started = time.monotonic()
     fig: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -299,6 +302,11 @@ def main(argv: list[str] | None = None) -> int:
     if "lateness" in wanted:
         png = "lateness.png" if not args.quick and not args.only else "partial.png"
         _figure("lateness on dynacron local (1)", fig, errors, lambda: lateness(cfg, png))
+    if "lanes" in wanted:
+        from . import lanes
+
+        _figure("lane saturation on dynacron local (issue 13)", fig, errors,
+                lambda: lanes.run(cfg["lanes_bulk"], cfg["lanes_critical"], cfg["lanes_span_s"]))
     fig["targets"] = verdicts(fig)
     fig["errors"] = errors
     fig["elapsed_s"] = round(time.monotonic() - started, 1)

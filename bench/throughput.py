@@ -24,7 +24,9 @@ from typing import Any
 from .common import RequestCounter, log, store_clients
 
 
-def rows_like_sdk(settings: Any, whens: list[datetime]) -> list[dict[str, Any]]:
+def rows_like_sdk(
+    settings: Any, whens: list[datetime], lane: str = "default"
+) -> list[dict[str, Any]]:
     """Raw DynamoDB items (task + run per task) as ``Scheduler.schedule(At(t))`` would write."""
     from dynacron import At, Scheduler
 
@@ -34,7 +36,7 @@ def rows_like_sdk(settings: Any, whens: list[datetime]) -> list[dict[str, Any]]:
     for i, when in enumerate(whens):
         trig = At(when)
         spec = sched._validate("bench-noop", {"i": i}, trig, None, None, 30, "run_once",
-                               "default", None)
+                               lane, None)
         task_row, run_row = sched._rows(secrets.token_hex(12), spec, trig, when, now)
         items.append(task_row.serialize())
         items.append(run_row.serialize())

@@ -140,6 +140,7 @@ def make_env(clock: FrozenClock, prefix: str = "test", shards: int = 4) -> Itera
             table_name=res.table_name,
             queue_url=res.queue_url,
             dlq_url=res.dlq_url,
+            lane_queues=res.lane_queues,
             region="us-east-1",
             shards=shards,
         )

@@ -757,6 +757,23 @@ def _target_options(func: Any) -> Any:
     return func
 
 
+def _lane_options(func: Any) -> Any:
+    """``--lane``, ``--spread``, ``--limit`` (validated by schedule(), which knows the configured
+    lanes and limits)."""
+    options = [
+        click.option(
+            "--lane", metavar="LANE", help="Lane (queue) the runs go to: default, critical, bulk."
+        ),
+        click.option(
+            "--spread", type=DURATION, help="Start each occurrence up to this much later (≤ 900s)."
+        ),
+        click.option("--limit", metavar="NAME", help="A limit made with `dynacron limits set`."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 def _what_runs(
     task_type: str | None,
     target: str | None,
@@ -807,6 +824,7 @@ def _what_runs(
     show_default=True,
 )
 @_target_options
+@_lane_options
 @click.option("--json", "as_json", is_flag=True, help="Print the task as JSON.")
 @pass_config
 def schedule(
@@ -831,6 +849,7 @@ def schedule(
     method: str | None = None,
     header: tuple[str, ...] = (),
     secret: str | None = None,
+    **lanes_limits: Any,
 ) -> None:
     """Create a task: one of --at, --every, --cron, --rrule, --when; TASK_TYPE or --target."""
     runs_what = _what_runs(task_type, target, method, header, secret)
@@ -850,6 +869,7 @@ def schedule(
         retry=retry,
         timeout=timeout,
         misfire=misfire,
+        **{k: v for k, v in lanes_limits.items() if v is not None},
     )
     if as_json:
         _print_json(task)
@@ -1080,6 +1100,8 @@ def trigger_cmd(cfg: _Config, task_id: str, as_json: bool) -> None:
 @_trigger_options
 @click.option("-n", "--count", type=click.IntRange(1, 1000), default=5, show_default=True)
 @click.option("--after", type=INSTANT, help="Preview as if created at this instant [now].")
+@click.option("--spread", type=DURATION, help="Show each fire's spread offset (needs --task-id).")
+@click.option("--task-id", metavar="ID", help="The task whose spread offsets to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def next_cmd(
     at: datetime | None,
@@ -1091,6 +1113,8 @@ def next_cmd(
     count: int,
     after: datetime | None,
     as_json: bool,
+    spread: float | None = None,
+    task_id: str | None = None,
 ) -> None:
     """The next fire times of a trigger, at or after --after (no AWS needed).
 
@@ -1108,13 +1132,17 @@ def next_cmd(
             fires.append(when)
         when = anchored.next(when)
     zone_name = getattr(zone, "key", "UTC")
+    offsets = _spread_offsets(fires, spread, task_id)
     if as_json:
         _print_json(
             {
                 "trigger": anchored,
                 "after": since,
                 "tz": zone_name,
-                "fires": [{"utc": _iso(f), "local": _local_iso(f, zone)} for f in fires],
+                "fires": [
+                    {"utc": _iso(f), "local": _local_iso(f, zone), **_offset_json(f, offsets, i)}
+                    for i, f in enumerate(fires)
+                ],
             }
         )
         return
@@ -1122,14 +1150,38 @@ def next_cmd(
     if not fires:
         click.echo(f"{anchored.describe()}: no fire at or after {_iso(since)}")
         return
-    _table(
-        title,
-        ("#", zone_name, "UTC", "after start"),
-        (
-            (i, f"{_local_iso(f, zone)} {f.astimezone(zone).tzname()}", _iso(f), _delta(f - since))
-            for i, f in enumerate(fires, 1)
-        ),
-    )
+    columns: tuple[str, ...] = ("#", zone_name, "UTC", "after start")
+    rows = [
+        [i, f"{_local_iso(f, zone)} {f.astimezone(zone).tzname()}", _iso(f), _delta(f - since)]
+        for i, f in enumerate(fires, 1)
+    ]
+    if offsets is not None:
+        columns += ("offset", "starts (UTC)")
+        for row, f, off in zip(rows, fires, offsets, strict=True):
+            row += [f"+{off / 1000:g}s", _iso(f + timedelta(milliseconds=off))]
+    _table(title, columns, rows)
+
+
+def _spread_offsets(
+    fires: list[datetime], spread: float | None, task_id: str | None
+) -> list[int] | None:
+    """Each fire's offset (ms) under ``--spread``: derived from the task and run ids."""
+    if spread is None:
+        return None
+    if not task_id:
+        raise click.UsageError("--spread offsets derive from the task id: give --task-id too")
+    from .clock import to_ms
+    from .spread import check_spread, offset_ms
+    from .store import scheduled_run_id
+
+    spread_ms = check_spread(spread)
+    return [offset_ms(task_id, scheduled_run_id(to_ms(f)), spread_ms) for f in fires]
+
+
+def _offset_json(fire: datetime, offsets: list[int] | None, i: int) -> dict[str, Any]:
+    if offsets is None:
+        return {}
+    return {"offset_ms": offsets[i], "starts": _iso(fire + timedelta(milliseconds=offsets[i]))}
 
 
 def _delta(td: timedelta) -> str:
@@ -1278,6 +1330,65 @@ def dlq_redrive(
 
 
 # --- local ---------------------------------------------------------------------------------
+
+
+# --- limits --------------------------------------------------------------------------------
+
+
+@cli.group(epilog=EXIT_CODES_EPILOG)
+def limits() -> None:
+    """Rate and concurrency limits that tasks share (schedule --limit NAME)."""
+
+
+def _limit_row(limit: Any) -> tuple[str, str, str, str]:
+    rate = f"{limit.rate} ({limit.per_s:g}/s)" if limit.rate else "-"
+    return (limit.name, rate, str(limit.burst), str(limit.concurrency or "-"))
+
+
+@limits.command("set")
+@click.argument("name")
+@click.option("--rate", metavar="COUNT/UNIT", help="e.g. 10/s, 100/m, 5/10s, 2/h.")
+@click.option("--burst", type=int, default=1, show_default=True, help="Starts allowed at once.")
+@click.option("--concurrency", type=int, help="Most runs of the limit running at once.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_config
+def limits_set(
+    cfg: _Config, name: str, rate: str | None, burst: int, concurrency: int | None, as_json: bool
+) -> None:
+    """Create or change a limit."""
+    limit = cfg.scheduler().set_limit(name, rate=rate, burst=burst, concurrency=concurrency)
+    if as_json:
+        _print_json(limit)
+    else:
+        click.echo(f"limit {limit.name}: rate {_limit_row(limit)[1]}, burst {limit.burst}, "
+                   f"concurrency {limit.concurrency or '-'}")
+
+
+@limits.command("show")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_config
+def limits_show(cfg: _Config, name: str | None, as_json: bool) -> None:
+    """One limit, or every limit."""
+    s = cfg.scheduler()
+    found = [s.get_limit(name)] if name else s.limits()
+    if as_json:
+        _print_json(found)
+        return
+    _table(f"{len(found)} limit(s)", ("limit", "rate", "burst", "concurrency"),
+           (_limit_row(limit) for limit in found))
+
+
+@limits.command("clear")
+@click.argument("name")
+@pass_config
+def limits_clear(cfg: _Config, name: str) -> None:
+    """Delete a limit (its tasks' runs then start unthrottled)."""
+    if not cfg.scheduler().clear_limit(name):
+        from .limits import LimitNotFound
+
+        raise LimitNotFound(name)
+    click.echo(f"limit {name} cleared")
 
 
 @cli.command("local", epilog=EXIT_CODES_EPILOG)

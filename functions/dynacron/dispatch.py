@@ -33,7 +33,7 @@ from .clock import Clock, SystemClock, from_ms, to_ms
 from .errors import ValidationError
 from .registry import NAME_PATTERN
 from .settings import Settings
-from .store import TASK_SK, RunRow, Store, dumps, scheduled_run_id, task_pk
+from .store import TASK_SK, RunRow, Store, dumps, scheduled_run_id, start_ms, task_pk
 from .types import CATCH_UP_LIMIT, MAX_ERROR_CHARS, MisfirePolicy, RunStatus, TaskStatus
 
 MAX_DELAY_SECONDS = 900  # SQS DelaySeconds limit
@@ -59,18 +59,23 @@ class Message:
     fence: str
     scheduled_for: int  # epoch ms
     lane: str = "default"
+    not_before: int | None = None  # epoch ms: the slot a rate limit gave the run (limits.py)
+    slot_tol: int | None = None  # ms: a start later than not_before + this needs a new slot
 
     def to_body(self) -> str:
-        return dumps(
-            {
-                "v": MESSAGE_VERSION,
-                "task_id": self.task_id,
-                "run_id": self.run_id,
-                "fence": self.fence,
-                "scheduled_for": self.scheduled_for,
-                "lane": self.lane,
-            }
-        )
+        body = {
+            "v": MESSAGE_VERSION,
+            "task_id": self.task_id,
+            "run_id": self.run_id,
+            "fence": self.fence,
+            "scheduled_for": self.scheduled_for,
+            "lane": self.lane,
+        }
+        if self.not_before is not None:
+            body["not_before"] = self.not_before
+            if self.slot_tol is not None:
+                body["slot_tol"] = self.slot_tol
+        return dumps(body)
 
     @classmethod
     def parse(cls, body: str) -> Message:
@@ -95,7 +100,17 @@ class Message:
         sf = data.get("scheduled_for")
         if isinstance(sf, bool) or not isinstance(sf, int) or not 0 <= sf < 10**13:
             raise ValidationError("message.scheduled_for", "must be epoch milliseconds (int)")
-        return cls(data["task_id"], data["run_id"], data["fence"], sf, data.get("lane", "default"))
+        for name in ("not_before", "slot_tol"):
+            value = data.get(name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 0
+            ):
+                raise ValidationError(f"message.{name}", "must be milliseconds (int ≥ 0)")
+        lane = data.get("lane", "default")
+        return cls(
+            data["task_id"], data["run_id"], data["fence"], sf, lane,
+            data.get("not_before"), data.get("slot_tol"),
+        )
 
 
 @dataclass
@@ -112,6 +127,7 @@ class DispatchReport:
     errors: int = 0
     left: int = 0
     pages: int = 0
+    deferred: int = 0  # claimed runs a rate limit held back for a later tick (limits.py)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **counts: int) -> None:
@@ -127,6 +143,8 @@ class DispatchReport:
 class _Claimed:
     row: RunRow
     fence: str
+    not_before: int | None = None  # a rate limit's slot (limits.py), epoch ms
+    slot_tol: int | None = None  # how late (ms) the worker may start it in that slot
 
 
 class Dispatcher:
@@ -238,7 +256,7 @@ class Dispatcher:
                 return out
             if claimed is not None:
                 out.append(claimed)
-            current = nxt if nxt is not None and nxt.scheduled_for <= horizon_ms else None
+            current = nxt if nxt is not None and start_ms(nxt) <= horizon_ms else None
         return out
 
     def _claim_one(
@@ -258,7 +276,7 @@ class Dispatcher:
 
     def _claim_update(self, row: RunRow, fence: str, now_ms: int) -> list[Any]:
         run = self.store.models.Run
-        lease_ms = max(now_ms, int(row.scheduled_for)) + int(self.settings.lease_s * 1000)
+        lease_ms = max(now_ms, start_ms(row)) + int(self.settings.lease_s * 1000)
         return [
             run.status.set(RunStatus.QUEUED.value),
             run.fence.set(fence),
@@ -313,7 +331,9 @@ class Dispatcher:
     ) -> tuple[_Claimed | None, RunRow | None]:
         trigger = self._trigger(row.trigger)
         scheduled = from_ms(row.scheduled_for)
-        overdue = scheduled < now - timedelta(seconds=self.settings.misfire_grace_s)
+        # Overdue against the planned start: a spread offset is not a misfire.
+        planned = from_ms(start_ms(row))
+        overdue = planned < now - timedelta(seconds=self.settings.misfire_grace_s)
         policy = MisfirePolicy(row.misfire or MisfirePolicy.RUN_ONCE.value)
         if overdue and policy is MisfirePolicy.SKIP:
             return None, self._skip_to(
@@ -458,6 +478,7 @@ class Dispatcher:
     # --- sending ----------------------------------------------------------------------------
 
     def _send(self, claimed: list[_Claimed], report: DispatchReport) -> None:
+        claimed = self._throttle(claimed, report)
         by_queue: dict[str, list[_Claimed]] = {}
         for item in claimed:
             by_queue.setdefault(self.settings.queue_for(item.row.lane), []).append(item)
@@ -465,15 +486,47 @@ class Dispatcher:
             for i in range(0, len(items), SEND_BATCH):
                 self._send_batch(queue_url, items[i : i + SEND_BATCH], report)
 
+    def _throttle(self, claimed: list[_Claimed], report: DispatchReport) -> list[_Claimed]:
+        """Rate limits (limits.py): one reservation per limit for the whole batch; runs whose
+        slot is past what a claim can hold are deferred, not sent."""
+        if not any(c.row.limit for c in claimed):
+            return claimed
+        from .limits import Throttle
+
+        throttle = Throttle(self.store, self.settings.lease_s, MAX_DELAY_SECONDS)
+        now_ms = to_ms(self.clock.now())
+        try:
+            slots = throttle.apply([c.row for c in claimed], now_ms)
+        except Exception as exc:  # the claims stay; their leases bring them back
+            report.add(errors=len(claimed))
+            report_error(exc, "throttle", self.logger, self.metrics, count=len(claimed))
+            return []
+        out = []
+        for item, (slot, tol) in zip(claimed, slots, strict=True):
+            if slot == -1:
+                throttle.defer(item.row, item.fence, now_ms)
+                report.add(deferred=1)
+                self._emit("deferred", item.row)
+                continue
+            item.not_before, item.slot_tol = slot, tol
+            out.append(item)
+        return out
+
     def _send_batch(self, queue_url: str, items: list[_Claimed], report: DispatchReport) -> None:
         now_ms = to_ms(self.clock.now())
         entries = [
             {
                 "Id": str(i),
                 "MessageBody": Message(
-                    c.row.task_id, c.row.run_id, c.fence, int(c.row.scheduled_for), c.row.lane
+                    c.row.task_id,
+                    c.row.run_id,
+                    c.fence,
+                    int(c.row.scheduled_for),
+                    c.row.lane,
+                    c.not_before,
+                    c.slot_tol,
                 ).to_body(),
-                "DelaySeconds": delay_seconds(int(c.row.scheduled_for), now_ms),
+                "DelaySeconds": delay_seconds(max(start_ms(c.row), c.not_before or 0), now_ms),
             }
             for i, c in enumerate(items)
         ]

@@ -33,7 +33,7 @@ from .clock import Clock, SystemClock, from_ms, to_ms
 from .dispatch import Message, _clip, _is_condition_failure, send_dead_letter
 from .errors import HandlerTimeout, ValidationError
 from .settings import Settings
-from .store import Action, RunRow, Store, TaskRow, dumps
+from .store import Action, RunRow, Store, TaskRow, dumps, start_ms
 from .types import (
     MAX_BACKOFF_SECONDS,
     MAX_RESULT_BYTES,
@@ -81,6 +81,7 @@ class Executor:
         max_early_wait_s: float = 2.0,
         safety_margin_s: float = 3.0,
         targets: Any = None,
+        concurrency_wait_s: int = 10,
     ) -> None:
         self.store = store
         self.sqs = sqs
@@ -93,6 +94,8 @@ class Executor:
         self.max_early_wait_s = max_early_wait_s
         self.safety_margin_s = safety_margin_s
         self._targets = targets  # a targets.TargetInvoker; built on first use
+        # A run whose limit is at its concurrency is hidden this long, then tries again.
+        self.concurrency_wait_s = concurrency_wait_s
 
     @property
     def targets(self) -> Any:
@@ -143,7 +146,8 @@ class Executor:
         if verdict is not None:
             return verdict
         assert task is not None
-        return self._attempt(run, task, receipt_handle, queue_url, time_left)
+        slot = (msg.not_before, msg.slot_tol) if msg.not_before is not None else None
+        return self._attempt(run, task, receipt_handle, queue_url, time_left, slot)
 
     # --- checks before an attempt ----------------------------------------------------------
 
@@ -191,9 +195,15 @@ class Executor:
         receipt: str | None,
         queue_url: str | None,
         time_left: Callable[[], float],
+        slot: tuple[int, int | None] | None = None,
     ) -> Result:
         timeout = float(task.timeout)
-        not_before = int(run.scheduled_for)
+        not_before = start_ms(run)  # scheduled_for + the spread offset
+        # A rate limit's slot (limits.py) holds the first start back; its wait is not lateness.
+        slot_ms = None
+        if slot is not None and not run.attempt:
+            slot_ms = max(slot[0], int(run.slot_ms or 0))
+            not_before = max(not_before, slot_ms)
         if run.status == RunStatus.RETRYING.value and run.due_at is not None:
             # A retry is due when its backoff ends (_fail keys it at failure + backoff + lease):
             # a duplicate copy of the message must not start it early.
@@ -210,13 +220,51 @@ class Executor:
         if wait > 0:
             self.clock.sleep(wait)
         now = self.clock.now()
+        if (
+            slot_ms is not None
+            and slot is not None
+            and slot[1] is not None
+            and to_ms(now) - slot_ms > slot[1]
+        ):
+            late = self._late_for_slot(run, now, queue_url, receipt)
+            if isinstance(late, Result):
+                return late
+            slot_ms, now = late, self.clock.now()
+        throttled_ms = 0 if slot_ms is None else max(0, slot_ms - start_ms(run))
+        token = self._gate(run, now, timeout)
+        if isinstance(token, Result):
+            self._change_visibility(queue_url, receipt, self.concurrency_wait_s)
+            return token
+        try:
+            res = self._attempt_now(
+                run, task, receipt, queue_url, time_left, now, timeout, throttled_ms
+            )
+        except Exception:  # not BaseException: a dying process releases nothing (its lease does)
+            if token:
+                self._ungate(run, token)
+            raise
+        if token:
+            self._ungate(run, token)
+        return res
+
+    def _attempt_now(
+        self,
+        run: RunRow,
+        task: TaskRow,
+        receipt: str | None,
+        queue_url: str | None,
+        time_left: Callable[[], float],
+        now: datetime,
+        timeout: float,
+        throttled_ms: int,
+    ) -> Result:
         if task.expire_after is not None and now > from_ms(run.scheduled_for) + timedelta(
             seconds=float(task.expire_after)
         ):
             return self._finish(
                 run, RunStatus.EXPIRED, error="missed its deadline before it started"
             )
-        if not self._start(run, now, timeout):
+        if not self._start(run, now, timeout, throttled_ms):
             return Result(Outcome.ACK, "duplicate", "another delivery started this attempt")
         budget = max(0.001, min(timeout, time_left() - self.safety_margin_s))
         if task.target:
@@ -232,20 +280,64 @@ class Executor:
             self.store.complete_if_done(run.task_id, to_ms(self.clock.now()))
         return res
 
-    def _start(self, run: RunRow, now: datetime, timeout: float) -> bool:
+    def _gate(self, run: RunRow, now: datetime, timeout: float) -> str | Result | None:
+        """A concurrency slot of the run's limit (limits.ConcurrencyGate): its lease token,
+        None without a limit, or a Result when the limit is full (the run waits its turn)."""
+        if not run.limit:
+            return None
+        from .limits import ConcurrencyGate, lease_token
+
+        token = lease_token(run.task_id, run.run_id, int(run.attempt or 0) + 1)
+        expiry = to_ms(now) + int((timeout + self.settings.lease_s) * 1000)
+        if ConcurrencyGate(self.store).acquire(str(run.limit), token, to_ms(now), expiry):
+            return token
+        self._metric("ConcurrencyWaits", "Count", 1)
+        from .lanemetrics import emit
+
+        emit(self.metrics, "LimitWaits", "Count", 1, limit=str(run.limit))
+        return Result(Outcome.RETURN, "waiting", f"limit {run.limit!r} is at its concurrency")
+
+    def _ungate(self, run: RunRow, token: str) -> None:
+        from .limits import ConcurrencyGate
+
+        try:
+            ConcurrencyGate(self.store).release(str(run.limit), token, to_ms(self.clock.now()))
+        except Exception as exc:  # the lease expires by itself
+            report_error(exc, "release", self.logger, self.metrics, **_run_ids(run))
+
+    def _late_for_slot(
+        self, run: RunRow, now: datetime, queue_url: str | None, receipt: str | None
+    ) -> Result | int:
+        """Too late for its rate-limit slot: take the next free one, wait for it here if it is
+        close, else hide the message until then. Returns the new slot, or the Result."""
+        from .limits import reslot
+
+        slot_ms = reslot(self.store, run, to_ms(now))
+        wait = (slot_ms - to_ms(self.clock.now())) / 1000.0
+        if wait > self.max_early_wait_s:
+            self._change_visibility(queue_url, receipt, math.ceil(wait - 1))
+            return Result(Outcome.RETURN, "throttled", f"late for its slot; next in {wait:.1f}s")
+        if wait > 0:
+            self.clock.sleep(wait)
+        return slot_ms
+
+    def _start(self, run: RunRow, now: datetime, timeout: float, throttled_ms: int = 0) -> bool:
         model = self.store.models.Run
         now_ms = to_ms(now)
         observed_attempt = int(run.attempt or 0)
         starter = secrets.token_hex(8)
+        actions: list[Action] = [
+            model.status.set(RunStatus.RUNNING.value),
+            model.attempt.set(observed_attempt + 1),
+            model.starter.set(starter),
+            model.started_at.set(now_ms),
+            model.due_at.set(now_ms + int((timeout + self.settings.lease_s) * 1000)),
+        ]
+        if throttled_ms:
+            actions.append(model.throttled_ms.set(throttled_ms))
         try:
             run.update(
-                actions=[
-                    model.status.set(RunStatus.RUNNING.value),
-                    model.attempt.set(observed_attempt + 1),
-                    model.starter.set(starter),
-                    model.started_at.set(now_ms),
-                    model.due_at.set(now_ms + int((timeout + self.settings.lease_s) * 1000)),
-                ],
+                actions=actions,
                 condition=(model.fence == run.fence)
                 & (model.status == run.status)
                 & (model.attempt == observed_attempt),
@@ -255,12 +347,36 @@ class Executor:
                 raise
             if not self._was_ours(run, starter):
                 return False
-        lateness_ms = now_ms - int(run.scheduled_for)
+        lateness_ms = now_ms - start_ms(run) - int(run.throttled_ms or 0)
         self._metric("RunsStarted", "Count", 1)
+        if throttled_ms:
+            self._metric("ThrottledMs", "Milliseconds", throttled_ms)
         self._metric("LatenessMs", "Milliseconds", lateness_ms)
-        self._emit("started", run, lateness_ms=lateness_ms, attempt=int(run.attempt))
+        self._lane_limit_metrics(run, lateness_ms, throttled_ms)
+        self._emit(
+            "started",
+            run,
+            lateness_ms=lateness_ms,
+            attempt=int(run.attempt),
+            lane=run.lane,
+            limit=run.limit,
+            throttled_ms=throttled_ms,
+        )
         self._log("info", "run started", run, lateness_ms=lateness_ms)
         return True
+
+    def _lane_limit_metrics(self, run: RunRow, lateness_ms: int, throttled_ms: int) -> None:
+        """Started and lateness per lane, started and throttled time per limit (lanemetrics)."""
+        from .lanemetrics import emit
+
+        lane = run.lane or "default"
+        emit(self.metrics, "LaneRunsStarted", "Count", 1, lane=lane)
+        if int(run.attempt or 1) == 1:  # a retry starts late on purpose
+            emit(self.metrics, "LaneLatenessMs", "Milliseconds", lateness_ms, lane=lane)
+        if run.limit:
+            emit(self.metrics, "LimitRunsStarted", "Count", 1, limit=str(run.limit))
+            emit(self.metrics, "LimitThrottledMs", "Milliseconds", throttled_ms,
+                 limit=str(run.limit))
 
     def _was_ours(self, run: RunRow, starter: str) -> bool:
         """A lost response made botocore retry our start, whose condition then failed on the
@@ -482,6 +598,10 @@ class Executor:
         if run is not None:  # ids and attempt only: payloads never reach the logs
             extra.update(task_id=run.task_id, run_id=run.run_id, attempt=int(run.attempt or 0))
         getattr(self.logger, level)(message, extra=extra)
+
+
+def _run_ids(run: RunRow) -> dict[str, str]:
+    return {"task_id": run.task_id, "run_id": run.run_id}
 
 
 def _encode_result(value: Any) -> str | None:

@@ -141,6 +141,8 @@ class Scheduler:
         misfire: MisfirePolicy | str = MisfirePolicy.RUN_ONCE,
         lane: str = "default",
         expire_after: float | timedelta | None = None,
+        spread: float | timedelta | None = None,
+        limit: str | None = None,
     ) -> Task:
         """Create a task (idempotent on ``task_id``); returns it.
 
@@ -148,6 +150,9 @@ class Scheduler:
         Calling again with the same ``task_id`` and the same arguments returns the existing task;
         with different arguments it raises ``ValidationError``. ``task_type`` is a handler name
         or a target from ``dynacron.targets`` (its task type is then ``target:<kind>``).
+        ``lane`` picks the queue (README "Lanes"); ``spread`` (≤ 900 s) moves each occurrence
+        by a deterministic offset inside that window; ``limit`` names a limit made with
+        :meth:`set_limit` whose rate its runs share.
         """
         now = self.clock.now()
         target = task_type if isinstance(task_type, Target) else None
@@ -158,6 +163,7 @@ class Scheduler:
         )
         if target is not None:
             spec = _with_target(spec, target, self.settings)
+        spec = self._with_spread_and_limit(spec, spread, limit)
         trigger = spec["trigger"]
         try:
             trigger.validate_for_schedule(now, PAST_GRACE_SECONDS)
@@ -198,8 +204,11 @@ class Scheduler:
         if task_id is not None:
             check_name("task_id", task_id, MAX_ID_LENGTH)
         check_name("lane", lane, 64)
-        if lane != "default" and lane not in self.settings.lane_queues:
-            raise ValidationError("lane", f"unknown lane {lane!r} (configure DYNACRON_LANE_QUEUES)")
+        if lane not in self.settings.lanes:
+            known = ", ".join(self.settings.lanes)
+            raise ValidationError(
+                "lane", f"unknown lane {lane!r}; known lanes: {known} (DYNACRON_LANE_QUEUES)"
+            )
         payload_text = _payload_text({} if payload is None else payload)
         if not isinstance(trigger, Trigger):
             raise ValidationError("trigger", "must be At(...), Every(...) or Cron(...)")
@@ -237,6 +246,29 @@ class Scheduler:
         digest = hashlib.sha256(dumps(spec).encode()).hexdigest()
         return {**spec, "payload": payload_text, "trigger": trigger, "retry": retry, "hash": digest}
 
+    def _with_spread_and_limit(
+        self, spec: dict[str, Any], spread: Any, limit: Any
+    ) -> dict[str, Any]:
+        """Fold spread and limit into the spec and its hash (tasks without them keep theirs)."""
+        from .spread import check_spread
+
+        spread_ms = check_spread(spread)
+        if limit is not None:
+            from .limits import check_limit_name
+
+            check_limit_name(limit)
+            self._limit_config(limit)  # refuses a limit that was never set
+        if spread_ms is None and limit is None:
+            return spec
+        extra = dumps({"spread_ms": spread_ms, "limit": limit})
+        digest = hashlib.sha256(f"{spec['hash']}|{extra}".encode()).hexdigest()
+        return {**spec, "spread_ms": spread_ms, "limit": limit, "hash": digest}
+
+    def _limit_config(self, name: str) -> Any:
+        from .limits import LimitStore
+
+        return LimitStore(self.store).get(name)
+
     def _rows(
         self, task_id: str, spec: dict[str, Any], trigger: Trigger, first: Any, now: Any
     ) -> tuple[TaskRow, RunRow]:
@@ -263,6 +295,8 @@ class Scheduler:
             spec_hash=spec["hash"],
             shard=shard,
             target=spec.get("target_text"),
+            spread_ms=spec.get("spread_ms"),
+            limit=spec.get("limit"),
         )
         run_row = self._run_row(task_row, scheduled_run_id(first_ms), first_ms, manual=False)
         return task_row, run_row
@@ -526,7 +560,8 @@ class Scheduler:
         head = self._pending_head(row)
         run = self.store.models.Run
         if head is not None and nxt_ms == int(head.scheduled_for):
-            back_in = [run.due_shard.set(int(row.shard)), run.due_at.set(nxt_ms)]
+            due = nxt_ms + int(head.offset_ms or 0)  # a spread run is due at its offset
+            back_in = [run.due_shard.set(int(row.shard)), run.due_at.set(due)]
             return _Plan([self._update_pending(head, back_in)], nxt_ms)
         ops = []
         if head is not None:
@@ -574,6 +609,39 @@ class Scheduler:
         run_row.save(condition=self.store.models.Run.sk.does_not_exist())
         self._short_notice(run_row)
         return self.get_run(task_id, run_row.run_id)
+
+    # --- limits (limits.py) ----------------------------------------------------------------
+
+    def set_limit(
+        self, name: str, rate: str | None = "10/s", burst: int = 1, concurrency: int | None = None
+    ) -> Any:
+        """Create or change a limit that runs of tasks scheduled with ``limit=name`` share.
+
+        ``rate`` is ``COUNT/UNIT`` (``"10/s"``, ``"100/m"``, ``"5/10s"``; None = no rate),
+        ``burst`` how many may start together after a quiet spell, ``concurrency`` how many may
+        run at once (None = no cap). Returns the ``Limit``; ``ValidationError`` on bad input.
+        """
+        from .limits import LimitStore, make_limit
+
+        return LimitStore(self.store).put(make_limit(name, rate, burst, concurrency))
+
+    def get_limit(self, name: str) -> Any:
+        """The limit; ``ValidationError`` (field ``limit``) if it does not exist."""
+        from .limits import LimitStore, check_limit_name
+
+        return LimitStore(self.store).get(check_limit_name(name))
+
+    def limits(self) -> builtins.list[Any]:
+        """Every limit, by name (a table Scan: for operators)."""
+        from .limits import LimitStore
+
+        return sorted(LimitStore(self.store).all(), key=lambda limit: limit.name)
+
+    def clear_limit(self, name: str) -> bool:
+        """Delete a limit; its tasks' runs then start unthrottled. False if there was none."""
+        from .limits import LimitStore, check_limit_name
+
+        return LimitStore(self.store).delete(check_limit_name(name))
 
     # --- the dead-letter queue --------------------------------------------------------------
 

@@ -137,6 +137,11 @@ class Settings:
             raise ConfigurationError("no table: set DYNACRON_TABLE or pass table_name=")
         return self.table_name
 
+    @property
+    def lanes(self) -> tuple[str, ...]:
+        """Every lane a run may use: ``default`` (the work queue) and the lane queues."""
+        return tuple(sorted({"default", *self.lane_queues}))
+
     def queue_for(self, lane: str) -> str:
         """The queue URL a run of ``lane`` is sent to (runs carry their lane; see DESIGN)."""
         url = self.lane_queues.get(lane) or self.queue_url

@@ -26,6 +26,7 @@ from typing import Any
 
 from pynamodb.attributes import (
     BooleanAttribute,
+    MapAttribute,
     NumberAttribute,
     UnicodeAttribute,
 )
@@ -43,6 +44,11 @@ TASK_SK = "TASK"
 _BATCH_GET_TRIES = 3  # UnprocessedKeys (throttling) before falling back to GetItem
 RUN_PREFIX = "RUN#"
 DUE_INDEX = "due-index"
+
+
+def start_ms(row: RunRow) -> int:
+    """When the run is planned to start: its trigger time plus its spread offset."""
+    return int(row.scheduled_for) + int(row.offset_ms or 0)
 
 
 def task_pk(task_id: str) -> str:
@@ -107,6 +113,9 @@ class TaskRow(_Row):
     # JSON of a dynacron.targets target (no secret values: a secret is a reference); absent on
     # handler tasks and on rows written before targets existed.
     target = UnicodeAttribute(null=True)
+    # Lanes, limits and spread (README): absent = none.
+    spread_ms = NumberAttribute(null=True)
+    limit = UnicodeAttribute(null=True)
 
 
 class RunRow(_Row):
@@ -135,6 +144,30 @@ class RunRow(_Row):
     due_shard = NumberAttribute(null=True)
     due_at = NumberAttribute(null=True)
     due_index = DueIndex()
+    # Spread (spread.py): the task's window, copied for chaining, and this run's offset in it.
+    spread_ms = NumberAttribute(null=True)
+    offset_ms = NumberAttribute(null=True)
+    # Rate limit (limits.py): the limit's name, and the start delay it imposed (set at start).
+    limit = UnicodeAttribute(null=True)
+    throttled_ms = NumberAttribute(null=True)
+    slot_ms = NumberAttribute(null=True)  # a later slot the worker reserved (it came late)
+
+
+class LimitRow(_Row):
+    """Storage row of a rate/concurrency limit (``limits.py``): pk ``L#<name>``, sk ``LIMIT``.
+
+    ``tat_ms`` is the rate limiter's counter (GCRA's theoretical arrival time); ``leases`` maps
+    a lease token to its expiry (epoch ms) for the concurrency limit.
+    """
+
+    name = UnicodeAttribute()
+    rate = UnicodeAttribute(null=True)
+    per_s = NumberAttribute(null=True)
+    burst = NumberAttribute(default=1)
+    concurrency = NumberAttribute(null=True)
+    tat_ms = NumberAttribute(null=True)
+    leases: MapAttribute[str, Any] = MapAttribute(null=True)  # "task/run/attempt" -> expiry ms
+    version = NumberAttribute(default=0)
 
 
 @dataclass(frozen=True)
@@ -143,6 +176,7 @@ class Models:
 
     Task: type[TaskRow]
     Run: type[RunRow]
+    Limit: type[LimitRow] = LimitRow
 
 
 def bind_models(settings: Settings) -> Models:
@@ -162,7 +196,9 @@ def bind_models(settings: Settings) -> Models:
     run_meta = type("Meta", (), dict(meta_attrs))
     task_cls = type("TaskRow", (TaskRow,), {"Meta": task_meta, "__module__": __name__})
     run_cls = type("RunRow", (RunRow,), {"Meta": run_meta, "__module__": __name__})
-    return Models(Task=task_cls, Run=run_cls)
+    limit_meta = type("Meta", (), dict(meta_attrs))
+    limit_cls = type("LimitRow", (LimitRow,), {"Meta": limit_meta, "__module__": __name__})
+    return Models(Task=task_cls, Run=run_cls, Limit=limit_cls)
 
 
 class Store:
@@ -315,8 +351,12 @@ class Store:
         """A new ``pending`` run in the due index, copying what the poller needs from ``source``
         (the task, or the previous occurrence): type, lane, and for a scheduled occurrence the
         trigger and misfire policy it chains with."""
+        from .spread import offset_ms
         from .types import RunStatus
 
+        spread_ms = getattr(source, "spread_ms", None)
+        # A manual run (trigger_now, redrive) runs now: spread is for the trigger's occurrences.
+        offset = 0 if manual else offset_ms(source.task_id, run_id, spread_ms)
         return self.models.Run(
             pk=source.pk,
             sk=run_sk(run_id),
@@ -333,7 +373,10 @@ class Store:
             trigger=None if manual else source.trigger,
             misfire=None if manual else source.misfire,
             due_shard=shard,
-            due_at=when_ms,
+            due_at=when_ms + offset,
+            spread_ms=spread_ms,
+            offset_ms=offset or None,
+            limit=getattr(source, "limit", None),
         )
 
     def new_task_row(self, **values: Any) -> TaskRow:
@@ -362,6 +405,8 @@ def task_from_row(row: TaskRow) -> Task:
         lane=row.lane,
         expire_after=None if row.expire_after is None else float(row.expire_after),
         target=_target_of(row),
+        spread=None if row.spread_ms is None else float(row.spread_ms) / 1000.0,
+        limit=row.limit,
     )
 
 
@@ -400,4 +445,7 @@ def run_from_row(row: RunRow) -> Run:
         lane=row.lane,
         max_attempts=int(row.max_attempts or 1),
         dispatches=int(row.dispatches or 0),
+        offset_ms=int(row.offset_ms or 0),
+        limit=row.limit,
+        throttled_ms=int(row.throttled_ms or 0),
     )

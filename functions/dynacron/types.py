@@ -172,6 +172,10 @@ class Task:
     expire_after: float | None = None
     #: What the task runs instead of a handler (``dynacron.targets``); None for a handler.
     target: Target | None = None
+    #: Seconds each occurrence may be moved later (``spread.py``); None = on the second.
+    spread: float | None = None
+    #: Name of the rate/concurrency limit its runs share (``Scheduler.set_limit``).
+    limit: str | None = None
 
 
 @dataclass(frozen=True)
@@ -193,11 +197,22 @@ class Run:
     lane: str = "default"
     max_attempts: int = 1
     dispatches: int = 0
+    #: This occurrence's spread offset (ms after ``scheduled_for``; 0 without spread).
+    offset_ms: int = 0
+    limit: str | None = None
+    #: How long the run's limit held its start back (ms), kept apart from lateness.
+    throttled_ms: int = 0
+
+    @property
+    def planned_start(self) -> datetime:
+        """``scheduled_for`` plus the spread offset and the rate limit's delay."""
+        return self.scheduled_for + timedelta(milliseconds=self.offset_ms + self.throttled_ms)
 
     @property
     def lateness(self) -> timedelta | None:
-        """``started_at - scheduled_for`` of the latest attempt, once started."""
-        return None if self.started_at is None else self.started_at - self.scheduled_for
+        """``started_at - planned_start`` of the latest attempt, once started (without spread
+        or a limit: ``started_at - scheduled_for``)."""
+        return None if self.started_at is None else self.started_at - self.planned_start
 
 
 @dataclass(frozen=True)

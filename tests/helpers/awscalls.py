@@ -73,9 +73,18 @@ def _names(settings: Any) -> dict[str, str]:
         names[settings.queue_url] = "WorkQueue"
     if settings.dlq_url:
         names[settings.dlq_url] = "DeadLetterQueue"
+    lane_ids = _lane_queue_ids()
     for lane, url in settings.lane_queues.items():
-        names.setdefault(url, f"?lane-queue:{lane}")
+        names.setdefault(url, lane_ids.get(lane, f"?lane-queue:{lane}"))
     return names
+
+
+@functools.cache
+def _lane_queue_ids() -> dict[str, str]:
+    """``{lane: logical id}`` of the template's lane queues (tagged ``dynacron:lane``)."""
+    from dynacron.local.provision import find_template, lane_queue_ids, load_template
+
+    return lane_queue_ids(load_template(find_template()))
 
 
 def _as(function: str, method: Any) -> Any:

@@ -307,6 +307,7 @@ class Deployment:
             table_name=res.table_name,
             queue_url=res.queue_url,
             dlq_url=res.dlq_url,
+            lane_queues=res.lane_queues,
             **settings,
         )
         return cls(backend, url, res, full, ddb, sqs, clock)
@@ -316,6 +317,10 @@ class Deployment:
             lambda: self.ddb.delete_table(TableName=self.resources.table_name),
             lambda: self.sqs.delete_queue(QueueUrl=self.resources.queue_url),
             lambda: self.sqs.delete_queue(QueueUrl=self.resources.dlq_url),
+            *(
+                (lambda url=url: self.sqs.delete_queue(QueueUrl=url))
+                for url in self.resources.lane_queues.values()
+            ),
         ):
             try:
                 call()

@@ -26,7 +26,8 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-EXPORT_KEYS = ["AWS_ENDPOINT_URL", "DYNACRON_TABLE", "DYNACRON_QUEUE_URL", "DYNACRON_DLQ_URL"]
+EXPORT_KEYS = ["AWS_ENDPOINT_URL", "DYNACRON_TABLE", "DYNACRON_QUEUE_URL", "DYNACRON_DLQ_URL",
+               "DYNACRON_LANE_QUEUES"]
 STARTUP_TIMEOUT_S = 60.0
 
 HANDLERS = textwrap.dedent(
@@ -197,6 +198,9 @@ def test_export_line_names_the_local_system(runtimes: Runtimes) -> None:
     assert env["DYNACRON_TABLE"]
     for key in ("DYNACRON_QUEUE_URL", "DYNACRON_DLQ_URL"):
         assert env[key].startswith(env["AWS_ENDPOINT_URL"] + "/"), env[key]
+    lanes = dict(p.split("=", 1) for p in env["DYNACRON_LANE_QUEUES"].split(","))
+    assert set(lanes) == {"critical", "bulk"}
+    assert all(url.startswith(env["AWS_ENDPOINT_URL"] + "/") for url in lanes.values()), lanes
     # Exactly one export line, and it is what `eval` in a POSIX shell understands.
     assert [ln for ln in runtimes.serving.stdout().splitlines() if ln.startswith("export")] == [
         line

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from dynacron.local.provision import load_template
+from dynacron.local.provision import lane_workers, load_template
 from helpers.awscalls import RECORDED, Grant
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
@@ -26,8 +26,10 @@ TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 # Lambda execution role must include sqs:DeleteMessage, sqs:GetQueueAttributes,
 # sqs:ReceiveMessage" (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/
 # sqs-configure-lambda-function-trigger.html). The local runtime plays the event source.
+# Every queue the worker has an SQS event for (one per lane) is read by its own event source.
 EVENT_SOURCE = {
-    Grant("WorkerFunction", f"sqs:{action}", "WorkQueue")
+    Grant("WorkerFunction", f"sqs:{action}", lane.queue_id)
+    for lane in lane_workers(load_template(TEMPLATE))
     for action in ("ReceiveMessage", "DeleteMessage", "GetQueueAttributes")
 }
 

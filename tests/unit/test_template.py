@@ -19,7 +19,7 @@ TEMPLATE = ROOT / "template.yaml"
 REQUIREMENTS = ROOT / "functions" / "requirements.txt"
 TYPES_PY = ROOT / "functions" / "dynacron" / "types.py"
 
-OWN_RESOURCES = {"TasksTable", "WorkQueue", "DeadLetterQueue"}
+OWN_RESOURCES = {"TasksTable", "WorkQueue", "CriticalQueue", "BulkQueue", "DeadLetterQueue"}
 POLLER_HANDLER = "dynacron.handlers.poller.handler"
 WORKER_HANDLER = "dynacron.handlers.worker.handler"
 
@@ -235,7 +235,7 @@ def test_structure_read_by_the_local_runtime_is_plain(res: dict[str, Any]) -> No
     plain = [props["AttributeDefinitions"], props["KeySchema"], props["TimeToLiveSpecification"]]
     for gsi in props["GlobalSecondaryIndexes"]:
         plain += [gsi["IndexName"], gsi["KeySchema"], gsi["Projection"]]
-    for queue in ("WorkQueue", "DeadLetterQueue"):
+    for queue in ("WorkQueue", "CriticalQueue", "BulkQueue", "DeadLetterQueue"):
         qprops = dict(res[queue]["Properties"])
         redrive = dict(qprops.pop("RedrivePolicy", {}))
         redrive.pop("deadLetterTargetArn", None)
@@ -248,7 +248,7 @@ def test_structure_read_by_the_local_runtime_is_plain(res: dict[str, Any]) -> No
 
 
 def test_queues_are_encrypted(res: dict[str, Any]) -> None:
-    for queue in ("WorkQueue", "DeadLetterQueue"):
+    for queue in ("WorkQueue", "CriticalQueue", "BulkQueue", "DeadLetterQueue"):
         assert res[queue]["Properties"]["SqsManagedSseEnabled"] is True, queue
 
 
@@ -296,18 +296,23 @@ def test_poller_runs_every_minute(tpl: dict[str, Any]) -> None:
 
 def test_worker_consumes_the_work_queue_with_partial_batch_failures(tpl: dict[str, Any]) -> None:
     events = tpl["Resources"]["WorkerFunction"]["Properties"]["Events"]
-    (sqs,) = [e["Properties"] for e in events.values() if e["Type"] == "SQS"]
-    assert sqs["Queue"] == {"Fn::GetAtt": ["WorkQueue", "Arn"]}
-    assert "ReportBatchItemFailures" in sqs["FunctionResponseTypes"]
-    assert sqs["MaximumBatchingWindowInSeconds"] == 0
-    assert sqs["BatchSize"] == {"Ref": "BatchSize"}
-    batch = tpl["Parameters"]["BatchSize"]
-    # beyond 10 messages SQS requires a batching window, which we keep at 0
-    assert batch["Default"] == 10 and batch["MaxValue"] <= 10
-    concurrency = sqs["ScalingConfig"]["MaximumConcurrency"]
-    assert isinstance(concurrency, dict) and "Ref" in concurrency
-    param = tpl["Parameters"][concurrency["Ref"]]
-    assert param["Default"] == 10 and param["MinValue"] >= 2  # the SQS minimum
+    # One event source per lane: WorkQueue (default) and the lane queues.
+    by_queue = {e["Properties"]["Queue"]["Fn::GetAtt"][0]: e["Properties"]
+                for e in events.values() if e["Type"] == "SQS"}
+    assert set(by_queue) == {"WorkQueue", "CriticalQueue", "BulkQueue"}
+    for queue, sqs in by_queue.items():
+        assert sqs["Queue"] == {"Fn::GetAtt": [queue, "Arn"]}
+        assert "ReportBatchItemFailures" in sqs["FunctionResponseTypes"]
+        assert sqs["MaximumBatchingWindowInSeconds"] == 0
+        batch = tpl["Parameters"][sqs["BatchSize"]["Ref"]]
+        # beyond 10 messages SQS requires a batching window, which we keep at 0
+        assert batch["Default"] == 10 and batch["MaxValue"] <= 10
+        concurrency = sqs["ScalingConfig"]["MaximumConcurrency"]
+        assert isinstance(concurrency, dict) and "Ref" in concurrency
+        param = tpl["Parameters"][concurrency["Ref"]]
+        assert param["MinValue"] >= 2  # the SQS minimum
+    assert by_queue["WorkQueue"]["BatchSize"] == {"Ref": "BatchSize"}
+    assert tpl["Parameters"]["MaximumConcurrency"]["Default"] == 10
 
 
 def test_environment(tpl: dict[str, Any]) -> None:

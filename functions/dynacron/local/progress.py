@@ -68,6 +68,10 @@ class Stats:
         }
         self.due_soon: int | None = None
         self.polls = 0
+        # Per lane: attempts started; per limit: attempts started and throttled ms in total.
+        self.lane_started: dict[str, int] = {}
+        self.limit_started: dict[str, int] = {}
+        self.limit_throttled_ms: dict[str, int] = {}
         self.last_error: str | None = None
         self.started_at = time.monotonic()
         self.inflight_batches = 0
@@ -88,6 +92,7 @@ class Stats:
             elif kind == "started":
                 self.counts["started"] += 1
                 self._state[key] = "running"
+                self._by_lane_and_limit(info)
                 lateness = info.get("lateness_ms")
                 # A retry starts late on purpose (backoff): only first attempts measure precision.
                 if isinstance(lateness, int | float) and info.get("attempt", 1) == 1:
@@ -105,6 +110,16 @@ class Stats:
             elif kind == "error":
                 self.counts["errors"] += 1
                 self.last_error = str(info.get("error", ""))[:200]
+
+    def _by_lane_and_limit(self, info: dict[str, Any]) -> None:
+        """(caller holds the lock) the per-lane and per-limit figures of one start."""
+        lane = str(info.get("lane") or "default")
+        self.lane_started[lane] = self.lane_started.get(lane, 0) + 1
+        limit = info.get("limit")
+        if limit:
+            self.limit_started[limit] = self.limit_started.get(limit, 0) + 1
+            waited = int(info.get("throttled_ms") or 0)
+            self.limit_throttled_ms[limit] = self.limit_throttled_ms.get(limit, 0) + waited
 
     def note_error(self, where: str, exc: BaseException) -> None:
         with self._lock:

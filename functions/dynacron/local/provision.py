@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -74,11 +75,69 @@ def find_template() -> Path:
     )
 
 
+LANE_TAG = "dynacron:lane"
+DEFAULT_LANE = "default"
+
+
 @dataclass(frozen=True)
 class Resources:
     table_name: str
     queue_url: str
     dlq_url: str
+    #: lane -> queue URL for every lane queue (WorkQueue, the default lane, is ``queue_url``).
+    lane_queues: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LaneWorker:
+    """What the template's worker event source of one lane says: its queue and its scaling."""
+
+    lane: str
+    queue_id: str  # template logical id
+    concurrency: int  # ScalingConfig.MaximumConcurrency
+    batch_size: int  # BatchSize
+
+
+def lane_queue_ids(template: dict[str, Any]) -> dict[str, str]:
+    """``{lane: logical id}`` of every queue tagged ``dynacron:lane`` (default: WorkQueue)."""
+    out = {DEFAULT_LANE: "WorkQueue"}
+    for logical_id, props in _resources_of(template, "AWS::SQS::Queue").items():
+        for tag in props.get("Tags", []):
+            if tag.get("Key") == LANE_TAG:
+                out[str(tag["Value"])] = logical_id
+    return out
+
+
+def _parameter(template: dict[str, Any], value: Any) -> Any:
+    """A plain value, or the Default of the parameter a ``Ref`` names."""
+    if isinstance(value, dict) and "Ref" in value:
+        return template["Parameters"][value["Ref"]]["Default"]
+    return value
+
+
+def lane_workers(template: dict[str, Any]) -> list[LaneWorker]:
+    """One entry per lane queue that the worker function consumes (its SQS events)."""
+    by_queue = {queue: lane for lane, queue in lane_queue_ids(template).items()}
+    out = []
+    for res in template.get("Resources", {}).values():
+        if res.get("Type") != "AWS::Serverless::Function":
+            continue
+        for event in res.get("Properties", {}).get("Events", {}).values():
+            props = event.get("Properties", {})
+            queue = props.get("Queue")
+            if event.get("Type") != "SQS" or not isinstance(queue, dict):
+                continue
+            queue_id = queue["Fn::GetAtt"][0]
+            scaling = props.get("ScalingConfig", {})
+            out.append(
+                LaneWorker(
+                    lane=by_queue.get(queue_id, queue_id),
+                    queue_id=queue_id,
+                    concurrency=int(_parameter(template, scaling.get("MaximumConcurrency", 2))),
+                    batch_size=int(_parameter(template, props.get("BatchSize", 10))),
+                )
+            )
+    return out
 
 
 def _resources_of(template: dict[str, Any], cfn_type: str) -> dict[str, dict[str, Any]]:
@@ -109,7 +168,12 @@ def provision(
         arns[logical_id] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
             "Attributes"
         ]["QueueArn"]
-    return Resources(table_name, urls["WorkQueue"], urls["DeadLetterQueue"])
+    lanes = {
+        lane: urls[queue_id]
+        for lane, queue_id in lane_queue_ids(template).items()
+        if lane != DEFAULT_LANE
+    }
+    return Resources(table_name, urls["WorkQueue"], urls["DeadLetterQueue"], lanes)
 
 
 def _plain(value: Any) -> bool:

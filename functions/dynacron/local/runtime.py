@@ -9,11 +9,14 @@ What runs, and how it maps to the cloud:
   template itself;
 * the **poller**: a thread calling ``Dispatcher.poll()`` (the function the poller Lambda runs)
   every ``period_s``;
-* the **worker**: a few threads that each behave like Lambda's SQS event source: ReceiveMessage
-  (10 messages, 1 s long poll), build the Lambda SQS event, call ``batch.process_event`` (the
-  function the worker Lambda runs) with a context that simulates a 900 s invocation, then
-  DeleteMessageBatch every record that is not in the returned ``batchItemFailures``. Messages
-  are received with the queue's own VisibilityTimeout, as the event source does.
+* the **worker**: per lane (``template.yaml``'s worker SQS events: default = WorkQueue, critical,
+  bulk), as many threads as the lane's ``MaximumConcurrency`` (the default lane: ``--workers``,
+  4), each behaving like one concurrent invocation of Lambda's SQS event source: ReceiveMessage
+  (the lane's BatchSize, 1 s long poll), build the Lambda SQS event, call
+  ``batch.process_event`` (the function the worker Lambda runs) with a context that simulates
+  a 900 s invocation, then DeleteMessageBatch every record that is not in the returned
+  ``batchItemFailures``. Messages are received with the queue's own VisibilityTimeout, as the
+  event source does.
 
 Local timing. In the cloud the poller ticks every 60 s and looks 90 s ahead. Locally it ticks
 every second and looks 5 s ahead: claimed runs wait in SQS (``DelaySeconds``) until their second,
@@ -69,7 +72,20 @@ POLL_PHASE_S = 0.2  # ticks at hh:mm:ss.2, see the module docstring
 LAMBDA_TIMEOUT_S = 900.0  # each batch runs as if in a fresh 900 s worker invocation
 STOP_GRACE_S = 30.0
 RECEIVE_WAIT_S = 1
+SHORT_POLL_PAUSE_S = 0.05  # between empty short polls (receive_wait_s=0)
 DUE_SOON_EVERY = 3  # ticks between "due soon" counts (a query per shard: keep moto's load low)
+
+
+@dataclass(frozen=True)
+class LaneLoop:
+    """One lane as the local event source runs it: ``concurrency`` receive loops, each taking
+    up to ``batch_size`` messages (at most concurrency x batch_size handlers of it at once)."""
+
+    lane: str
+    queue_url: str
+    queue_arn: str
+    concurrency: int
+    batch_size: int
 
 
 class HandlerImportError(Exception):
@@ -123,7 +139,7 @@ class StopReport:
         ]
         if self.left_on_queue is not None:
             parts.append(
-                f"{plural(self.left_on_queue, 'message')} on the work queue not processed"
+                f"{plural(self.left_on_queue, 'message')} on the work queues not processed"
             )
         if self.returned:
             parts.append(f"{self.returned} returned unprocessed")
@@ -185,10 +201,17 @@ class LocalRuntime:
         stats: Stats | None = None,
         host: str = "127.0.0.1",
         state_path: str | None = None,
+        lanes: dict[str, tuple[int, int]] | None = None,
+        receive_wait_s: int = RECEIVE_WAIT_S,
     ) -> None:
+        """``lanes`` overrides the template's ``{lane: (concurrency, batch_size)}``;
+        ``receive_wait_s=0`` short-polls (servers that serialize SQS cannot serve long polls)."""
         self.state_path = state_path
         self.restored: Any = None  # state.StateSummary when --state FILE had something
         self.port = port
+        self.receive_wait_s = receive_wait_s
+        self.lane_overrides = dict(lanes or {})
+        self.lane_loops: list[LaneLoop] = []
         self.host = host
         self.modules = split_modules(handlers)
         self.shards = shards
@@ -242,6 +265,7 @@ class LocalRuntime:
             table_name=res.table_name,
             queue_url=res.queue_url,
             dlq_url=res.dlq_url,
+            lane_queues=dict(res.lane_queues),
             endpoint_url=endpoint,
             region=boot.region,
             shards=self.shards or Settings.shards,
@@ -267,13 +291,47 @@ class LocalRuntime:
         self.executor = Executor(
             Store(self.settings), self.sqs, self.settings, on_event=self.stats.on_event
         )
-        self._pool = ThreadPoolExecutor(
-            max_workers=10 * self.workers, thread_name_prefix="dynacron-local-record"
-        )
+        self._start_pool(template)
         self._warm_up()
         self._spawn(self._poll_loop, "dynacron-local-poller")
-        for i in range(self.workers):
-            self._spawn(self._worker_loop, f"dynacron-local-worker-{i}")
+        self._spawn_workers()
+
+    def start_workers(
+        self, settings: Settings, sqs: Any, executor: Any, template: dict[str, Any] | None = None
+    ) -> None:
+        """Only the lane worker loops (the local SQS event source), on an existing deployment:
+        what the reliability suite runs on its backends. ``stop()`` ends them."""
+        from .provision import find_template, load_template
+
+        self.settings, self.sqs, self.executor = settings, sqs, executor
+        self._start_pool(template or load_template(find_template()))
+        self._spawn_workers()
+
+    def _start_pool(self, template: dict[str, Any]) -> None:
+        from .provision import lane_workers
+
+        self.lane_loops = [self._lane_loop(w) for w in lane_workers(template)]
+        # One thread per handler the lanes may run at once (concurrency x batch size).
+        slots = sum(loop.concurrency * loop.batch_size for loop in self.lane_loops)
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(slots, 10), thread_name_prefix="dynacron-local-record"
+        )
+
+    def _spawn_workers(self) -> None:
+        for loop in self.lane_loops:
+            for i in range(loop.concurrency):
+                self._spawn(self._worker_loop, f"dynacron-local-worker-{loop.lane}-{i}", loop)
+
+    def _lane_loop(self, worker: Any) -> LaneLoop:
+        assert self.settings is not None
+        url = self.settings.queue_for(worker.lane)
+        concurrency = self.workers if worker.lane == "default" else worker.concurrency
+        batch_size = worker.batch_size
+        concurrency, batch_size = self.lane_overrides.get(worker.lane, (concurrency, batch_size))
+        arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        return LaneLoop(worker.lane, url, arn, max(1, concurrency), max(1, min(10, batch_size)))
 
     def _warm_up(self) -> None:
         """Pay the first-call costs (imports, connection pools) before the first run is due."""
@@ -313,6 +371,8 @@ class LocalRuntime:
             "DYNACRON_QUEUE_URL": s.queue_url or "",
             "DYNACRON_DLQ_URL": s.dlq_url or "",
         }
+        if s.lane_queues:
+            values["DYNACRON_LANE_QUEUES"] = ",".join(f"{k}={v}" for k, v in s.lane_queues.items())
         if s.shards != Settings.shards:
             values["DYNACRON_SHARDS"] = str(s.shards)
         return "export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in values.items())
@@ -368,15 +428,16 @@ class LocalRuntime:
 
     # --- the worker (Lambda's SQS event source) --------------------------------------------------
 
-    def _worker_loop(self) -> None:
+    def _worker_loop(self, loop: LaneLoop | None = None) -> None:
         assert self.settings is not None
-        queue_url = self.settings.queue_url
+        loop = loop or self.lane_loops[0]
+        queue_url = loop.queue_url
         while not self._stop_recv.is_set():
             try:
                 got = self.sqs.receive_message(
                     QueueUrl=queue_url,
-                    MaxNumberOfMessages=10,
-                    WaitTimeSeconds=RECEIVE_WAIT_S,
+                    MaxNumberOfMessages=loop.batch_size,
+                    WaitTimeSeconds=self.receive_wait_s,
                     VisibilityTimeout=self.visibility_timeout,
                     AttributeNames=["All"],
                 ).get("Messages", [])
@@ -387,17 +448,21 @@ class LocalRuntime:
                 self._stop_recv.wait(1.0)
                 continue
             if not got:
+                if not self.receive_wait_s:
+                    self._stop_recv.wait(SHORT_POLL_PAUSE_S)  # the event source's own pacing
                 continue
             if self._stop_recv.is_set():
-                self._hand_back(got)  # received during the stop: not ours to process any more
+                self._hand_back(got, queue_url)  # received during the stop: not ours any more
                 return
-            self._run_batch(got)
+            self._run_batch(got, loop)
 
-    def _run_batch(self, messages: list[dict[str, Any]]) -> None:
+    def _run_batch(self, messages: list[dict[str, Any]], loop: LaneLoop | None = None) -> None:
         from ..batch import process_event, sqs_event
 
         assert self.settings is not None
-        event = sqs_event(messages, self.queue_arn, self.settings.region)
+        queue_url = loop.queue_url if loop else self.settings.queue_url
+        queue_arn = loop.queue_arn if loop else self.queue_arn
+        event = sqs_event(messages, queue_arn, self.settings.region)
         self.stats.batch_started()
         try:
             response = process_event(event, LambdaContext(), self.executor, pool=self._pool)
@@ -414,7 +479,7 @@ class LocalRuntime:
             return
         try:
             result = self.sqs.delete_message_batch(
-                QueueUrl=self.settings.queue_url,
+                QueueUrl=queue_url,
                 Entries=[
                     {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)
                 ],
@@ -424,13 +489,13 @@ class LocalRuntime:
         except Exception as exc:  # redelivered later, the fence makes it a no-op
             self.stats.note_error("delete", exc)
 
-    def _hand_back(self, messages: list[dict[str, Any]]) -> None:
+    def _hand_back(self, messages: list[dict[str, Any]], queue_url: str | None = None) -> None:
         assert self.settings is not None
         with self._lock:
             self._returned += len(messages)
         try:
             self.sqs.change_message_visibility_batch(
-                QueueUrl=self.settings.queue_url,
+                QueueUrl=queue_url or self.settings.queue_url,
                 Entries=[
                     {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
                     for i, m in enumerate(messages)
@@ -438,6 +503,18 @@ class LocalRuntime:
             )
         except Exception:  # they come back after their visibility timeout anyway
             pass
+
+    def queue_depth(self, queue_url: str | None) -> int:
+        """Messages on a queue: visible + in flight + delayed."""
+        attrs = self.sqs.get_queue_attributes(
+            QueueUrl=queue_url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
+        )["Attributes"]
+        return sum(int(v) for v in attrs.values())
 
     # --- stop ------------------------------------------------------------------------------------
 
@@ -459,15 +536,10 @@ class LocalRuntime:
         report.returned = self._returned
         if self.settings is not None and self.server is not None:
             try:
-                attrs = self.sqs.get_queue_attributes(
-                    QueueUrl=self.settings.queue_url,
-                    AttributeNames=[
-                        "ApproximateNumberOfMessages",
-                        "ApproximateNumberOfMessagesNotVisible",
-                        "ApproximateNumberOfMessagesDelayed",
-                    ],
-                )["Attributes"]
-                report.left_on_queue = sum(int(v) for v in attrs.values())
+                report.left_on_queue = sum(
+                    self.queue_depth(url)
+                    for url in {self.settings.queue_url, *self.settings.lane_queues.values()}
+                )
             except Exception:  # a figure for the user only
                 report.left_on_queue = None
         report.state_path = self.state_path
