@@ -557,6 +557,8 @@ def send_dead_letter(
         "run_id": row.run_id,
         "task_type": row.task_type,
         "attempts": int(row.attempt or 0),
+        # which life of the run died: a redrive deletes only records older than its revive
+        "redrives": int(row.redrives or 0),
         "reason": reason,
         "error": _clip(error) if error else None,
         "scheduled_for": from_ms(row.scheduled_for).isoformat(),

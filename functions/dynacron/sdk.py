@@ -576,16 +576,25 @@ class Scheduler:
 
     def redrive(self, task_id: str, run_id: str) -> Run:
         """Give a ``dead`` or ``expired`` run a fresh set of attempts, now, then delete its DLQ
-        messages (only once the run is revived: a failure leaves them on the queue).
+        messages (only once the run is revived: a failure leaves them on the queue; and only
+        records of deaths before this revive: if the run dies again meanwhile, its new record
+        stays).
 
         Raises ``RunNotFound``, or ``InvalidStateError`` for a run that is not dead or expired.
         """
-        from .deadletters import delete_for_run
+        from .deadletters import redrive_messages
 
-        run = self._redrive_run(task_id, run_id)
-        if self.settings.dlq_url:
-            delete_for_run(self.sqs, self.settings.dlq_url, task_id, run_id, REDRIVE_SCAN)
-        return run
+        if not self.settings.dlq_url:
+            return self._redrive_run(task_id, run_id)
+        revived: list[Run] = []
+
+        def revive(t: str, r: str) -> Run:
+            revived.append(self._redrive_run(t, r))
+            return revived[-1]
+
+        redrive_messages(self.sqs, self.settings.dlq_url, revive, REDRIVE_SCAN, (task_id, run_id))
+        # no record of it on the queue (sent elsewhere, or expired there): revive it all the same
+        return revived[-1] if revived else self._redrive_run(task_id, run_id)
 
     def redrive_all(self, max_messages: int = REDRIVE_SCAN) -> list[RedriveResult]:
         """Redrive the run of every redrivable DLQ message (at most ``max_messages`` looked at);
@@ -617,8 +626,15 @@ class Scheduler:
                 run.expires_at.remove(),
                 run.trigger.remove(),  # a redriven run does not chain: its successor exists
                 run.manual.set(True),
+                run.redrives.add(1),
             ],
-            condition=run.status == row.status,
+            # the life we read: a concurrent redrive (and re-death) in between makes this fail
+            condition=(run.status == row.status)
+            & (
+                run.redrives.does_not_exist()
+                if row.redrives is None
+                else run.redrives == row.redrives
+            ),
         )
         self._short_notice(row)
         return self.get_run(task_id, run_id)

@@ -128,6 +128,9 @@ class RunRow(_Row):
     expires_at = NumberAttribute(null=True)  # TTL, epoch seconds
     manual = BooleanAttribute(default=False)
     lane = UnicodeAttribute(default="default")
+    # How many times the run was redriven (absent = 0): the dead-letter record carries it, so a
+    # redrive deletes only records of deaths it revived, never one of a later death.
+    redrives = NumberAttribute(null=True)
     # Copied from the task so that the poller can chain occurrences without reading the task.
     trigger = UnicodeAttribute(null=True)
     misfire = UnicodeAttribute(null=True)
@@ -400,4 +403,5 @@ def run_from_row(row: RunRow) -> Run:
         lane=row.lane,
         max_attempts=int(row.max_attempts or 1),
         dispatches=int(row.dispatches or 0),
+        redrives=int(row.redrives or 0),
     )

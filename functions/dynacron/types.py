@@ -193,6 +193,8 @@ class Run:
     lane: str = "default"
     max_attempts: int = 1
     dispatches: int = 0
+    #: How many times ``Scheduler.redrive`` revived this run.
+    redrives: int = 0
 
     @property
     def lateness(self) -> timedelta | None:
