@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import PynamoDBException, TransactWriteError
 
+from .boundary import guarded, translate
 from .clock import Clock, SystemClock, from_ms, to_ms
 from .dispatch import Dispatcher
 from .errors import (
+    BackendError,
     ConfigurationError,
     DynacronError,
     InvalidStateError,
@@ -78,8 +80,13 @@ class _Plan:
     next_fire_ms: int | None = None
 
 
+@guarded
 class Scheduler:
     """Create and manage tasks.
+
+    Everything a method raises derives from ``DynacronError`` (``dynacron.boundary`` turns
+    PynamoDB and botocore errors into ours); an unreachable endpoint is ``EndpointUnreachable``
+    after a few seconds (``Settings.connect_timeout_s``, ``read_timeout_s``, ``sdk_max_retries``).
 
     >>> s = Scheduler()  # DYNACRON_TABLE, DYNACRON_QUEUE_URL, AWS_ENDPOINT_URL from the env
     >>> t = s.schedule("send-email", {"to": "a@b.c"}, trigger=Cron("30 9 * * MON-FRI",
@@ -98,13 +105,15 @@ class Scheduler:
         clock: Clock | None = None,
         sqs: Any = None,
     ) -> None:
-        self.settings = settings or Settings.from_env(
+        settings = settings or Settings.from_env(
             table_name=table_name, queue_url=queue_url, endpoint_url=endpoint_url, region=region
         )
+        self.settings = settings.for_sdk()
         self.settings.require_table()
         self.clock = clock or SystemClock()
         self.store = Store(self.settings)
         self._sqs = sqs
+        self._queues_checked: set[str] = set()
 
     @property
     def sqs(self) -> Any:
@@ -113,6 +122,33 @@ class Scheduler:
 
             self._sqs = sqs_client(self.settings)
         return self._sqs
+
+    def _check_queue(self, lane: str = "default") -> None:
+        """Once per queue and Scheduler, before the SDK first sends to it: the queue exists.
+
+        A wrong ``DYNACRON_QUEUE_URL`` is a ``ConfigurationError`` here, instead of a send that
+        fails quietly and a run that waits for its lease (300 s) to expire. One
+        GetQueueAttributes per Scheduler, never per fire; an AccessDenied on it is not taken as
+        a wrong URL (a role may send without being allowed to read attributes).
+        """
+        url = self.settings.lane_queues.get(lane) or self.settings.queue_url
+        if not url or url in self._queues_checked:
+            return
+        from .boundary import is_backend, translate
+
+        try:
+            self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+        except Exception as exc:
+            if not is_backend(exc):
+                raise
+            err = translate(exc)
+            if isinstance(err, ConfigurationError):
+                raise ConfigurationError(
+                    f"DYNACRON_QUEUE_URL={url!r}: no such queue ({err})"
+                ) from exc
+            if not (isinstance(err, BackendError) and "AccessDenied" in err.code):
+                raise err from exc
+        self._queues_checked.add(url)
 
     def _dispatcher(self) -> Dispatcher:
         return Dispatcher(self.store, self.sqs, self.settings, clock=self.clock)
@@ -162,6 +198,8 @@ class Scheduler:
                 return task_from_row(row)
             raise
         task_id = task_id or secrets.token_hex(12)
+        if self.settings.queue_url and self._is_short_notice(to_ms(first)):
+            self._check_queue(spec["lane"])  # a wrong URL: refused before anything is written
         task_row, run_row = self._rows(task_id, spec, anchored, first, now)
         try:
             with self.store.transaction() as tx:
@@ -275,9 +313,13 @@ class Scheduler:
         """Dispatch now what would otherwise wait for the poller's next tick."""
         if not self.settings.queue_url:
             return  # no queue configured: the poller will pick it up
-        tick_ms = to_ms(self.clock.now()) + int(self.settings.period_s * 1000)
-        if int(run_row.scheduled_for) <= tick_ms:
+        if self._is_short_notice(int(run_row.scheduled_for)):
+            self._check_queue(run_row.lane)
             self._dispatcher().dispatch([run_row])
+
+    def _is_short_notice(self, when_ms: int) -> bool:
+        tick_ms = to_ms(self.clock.now()) + int(self.settings.period_s * 1000)
+        return when_ms <= tick_ms
 
     # --- read ----------------------------------------------------------------------------------
 
@@ -408,6 +450,7 @@ class Scheduler:
 
     def resume(self, task_id: str) -> Task:
         """Continue at the next *future* fire; occurrences missed while paused are not replayed."""
+        self._check_queue()
         return self._change(
             task_id, self._resume_plan, {TaskStatus.PAUSED.value}, TaskStatus.ACTIVE
         )
@@ -554,6 +597,8 @@ class Scheduler:
         row = self._task_row(task_id)
         if row.status == TaskStatus.CANCELLED.value:
             raise InvalidStateError(f"task {task_id!r} is cancelled")
+        if self.settings.queue_url:
+            self._check_queue(row.lane)
         now_ms = to_ms(self.clock.now())
         run_id = manual_run_id(now_ms, secrets.token_hex(3))
         run_row = self._run_row(row, run_id, now_ms, manual=True)
@@ -584,6 +629,7 @@ class Scheduler:
         """
         from .deadletters import redrive_messages
 
+        self._check_queue()
         if not self.settings.dlq_url:
             return self._redrive_run(task_id, run_id)
         revived: list[Run] = []
@@ -601,6 +647,7 @@ class Scheduler:
         undecodable and orphan records, and runs no longer dead, are left on the queue."""
         from .deadletters import redrive_messages
 
+        self._check_queue()
         return redrive_messages(self.sqs, self._dlq_url(), self._redrive_run, max_messages)
 
     def _redrive_run(self, task_id: str, run_id: str) -> Run:
@@ -616,26 +663,25 @@ class Scheduler:
         run = self.store.models.Run
         now_ms = to_ms(self.clock.now())
         allowed = int(row.attempt or 0) + RetryPolicy.from_dict(json.loads(task.retry)).max_attempts
-        row.update(
-            actions=[
-                run.status.set(RunStatus.PENDING.value),
-                run.max_attempts.set(allowed),
-                run.dispatches.set(0),
-                run.due_shard.set(int(task.shard)),
-                run.due_at.set(now_ms),
-                run.expires_at.remove(),
-                run.trigger.remove(),  # a redriven run does not chain: its successor exists
-                run.manual.set(True),
-                run.redrives.add(1),
-            ],
-            # the life we read: a concurrent redrive (and re-death) in between makes this fail
-            condition=(run.status == row.status)
-            & (
-                run.redrives.does_not_exist()
-                if row.redrives is None
-                else run.redrives == row.redrives
-            ),
+        revive = [
+            run.status.set(RunStatus.PENDING.value),
+            run.max_attempts.set(allowed),
+            run.dispatches.set(0),
+            run.due_shard.set(int(task.shard)),
+            run.due_at.set(now_ms),
+            run.expires_at.remove(),
+            run.trigger.remove(),  # a redriven run does not chain: its successor exists
+            run.manual.set(True),
+            run.redrives.add(1),
+        ]
+        # the life we read: a concurrent redrive (and re-death) in between makes this fail
+        same_life = (
+            run.redrives.does_not_exist() if row.redrives is None else run.redrives == row.redrives
         )
+        try:
+            row.update(actions=revive, condition=(run.status == row.status) & same_life)
+        except PynamoDBException as exc:
+            raise translate(exc) from exc  # a lost race is a ConflictError (InvalidStateError)
         self._short_notice(row)
         return self.get_run(task_id, run_id)
 

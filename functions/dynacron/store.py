@@ -154,8 +154,8 @@ def bind_models(settings: Settings) -> Models:
         "region": settings.region,
         "host": settings.endpoint_url,
         "max_pool_connections": 32,
-        "connect_timeout_seconds": 5,
-        "read_timeout_seconds": 10,
+        "connect_timeout_seconds": settings.connect_timeout_s,
+        "read_timeout_seconds": settings.read_timeout_s,
         "max_retry_attempts": settings.max_retries,
     }
     if settings.endpoint_url and is_loopback(settings.endpoint_url):
