@@ -128,8 +128,9 @@ def guard(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def guarded(cls: C) -> C:
-    """Guard every public method defined on ``cls`` (methods added later are covered too)."""
-    for name, value in list(vars(cls).items()):
-        if not name.startswith("_") and inspect.isfunction(value):
-            setattr(cls, name, guard(value))
+    """Guard every public method of ``cls``, its own and those of its bases (mixins)."""
+    for klass in reversed(cls.__mro__[:-1]):
+        for name, value in list(vars(klass).items()):
+            if not name.startswith("_") and inspect.isfunction(value):
+                setattr(cls, name, guard(value))
     return cls

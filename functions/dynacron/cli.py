@@ -7,6 +7,7 @@ Commands::
     dynacron schedule --target TARGET [--method M] [--header N:V] [--secret REF] (--at|...) ...
     dynacron list | show TASK_ID | runs TASK_ID
     dynacron cancel | pause | resume | trigger TASK_ID
+    dynacron update TASK_ID [--payload ...] [trigger] [--timeout ...] | delete TASK_ID
     dynacron next (--at ISO | --every SECONDS | --cron EXPR | --rrule RULE | --when TEXT)
                   [--tz TZ] [-n 5] [--after ISO]
     dynacron dlq list | dlq redrive (--all | TASK_ID RUN_ID)
@@ -1346,6 +1347,7 @@ def local(
 
 # Commands kept in modules of their own register on ``cli`` when imported.
 from . import cli_stats  # noqa: E402, F401
+from .cli_edits import delete as _delete_command  # noqa: E402, F401
 from .ui import command as _ui_command  # noqa: E402, F401
 
 

@@ -387,9 +387,7 @@ class Dispatcher:
         for attempt in range(4):
             try:
                 with self.store.transaction() as tx:
-                    tx.update(
-                        row, actions=row_actions, condition=run.status == RunStatus.PENDING.value
-                    )
+                    tx.update(row, actions=row_actions, condition=_as_read(run, row))
                     if nxt is not None:
                         tx.save(nxt, condition=run.sk.does_not_exist())
                     tx.update(
@@ -534,6 +532,16 @@ def _oldest_allowed(trigger: Any, scheduled: datetime, now: datetime) -> datetim
         t = trigger.next(t)
         steps += 1
     return recent[0] if recent else None
+
+
+def _as_read(run: Any, row: RunRow) -> Any:
+    """The occurrence is still pending *and* chains as we read it: a ``Scheduler.update`` that
+    changed its trigger, misfire policy or attempts meanwhile makes this claim lose the race,
+    so no next occurrence is ever created from the old trigger (conditions cost no writes)."""
+    condition = run.status == RunStatus.PENDING.value
+    condition &= run.trigger == row.trigger if row.trigger else run.trigger.does_not_exist()
+    condition &= run.misfire == row.misfire if row.misfire else run.misfire.does_not_exist()
+    return condition & (run.max_attempts == int(row.max_attempts or 1))
 
 
 def _is_condition_failure(exc: PynamoDBException) -> bool:

@@ -20,6 +20,7 @@ from pynamodb.exceptions import PynamoDBException, TransactWriteError
 from .boundary import guarded, translate
 from .clock import Clock, SystemClock, from_ms, to_ms
 from .dispatch import Dispatcher
+from .edits import TaskEdits, cancelled_message
 from .errors import (
     BackendError,
     ConfigurationError,
@@ -81,7 +82,7 @@ class _Plan:
 
 
 @guarded
-class Scheduler:
+class Scheduler(TaskEdits):
     """Create and manage tasks.
 
     Everything a method raises derives from ``DynacronError`` (``dynacron.boundary`` turns
@@ -194,6 +195,8 @@ class Scheduler:
         except ValidationError:
             # A retried create whose time has passed since: the task it made, not an error.
             row = self.store.get_task_row(task_id) if task_id is not None else None
+            if row is not None and row.status == TaskStatus.CANCELLED.value:
+                raise InvalidStateError(cancelled_message(task_id)) from None
             if row is not None and row.spec_hash == spec["hash"]:
                 return task_from_row(row)
             raise
@@ -303,6 +306,8 @@ class Scheduler:
         row = self.store.get_task_row(task_id)
         if row is None:
             raise exc
+        if row.status == TaskStatus.CANCELLED.value:
+            raise InvalidStateError(cancelled_message(task_id)) from None
         if row.spec_hash != spec_hash:
             raise ValidationError(
                 "task_id", f"task {task_id!r} already exists with different arguments"
