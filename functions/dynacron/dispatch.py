@@ -28,6 +28,7 @@ from typing import Any
 
 from pynamodb.exceptions import PynamoDBException, TransactWriteError, UpdateError
 
+from . import attempts
 from .aws import report_error
 from .clock import Clock, SystemClock, from_ms, to_ms
 from .errors import ValidationError
@@ -428,9 +429,11 @@ class Dispatcher:
         run = self.store.models.Run
         now_ms = to_ms(self.clock.now())
         send_dead_letter(self.sqs, self.settings, row, reason, row.error, self.clock.now())
+        lost = attempts.unreported(run, row)  # its last attempt's worker died: say so
         try:
             row.update(
                 actions=[
+                    *([] if lost is None else [lost]),
                     run.status.set(RunStatus.DEAD.value),
                     run.error.set(
                         _clip(f"{reason}; last error: {row.error}" if row.error else reason)

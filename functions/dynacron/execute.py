@@ -27,7 +27,7 @@ from typing import Any
 
 from pynamodb.exceptions import UpdateError
 
-from . import registry
+from . import attempts, registry
 from .aws import report_error
 from .clock import Clock, SystemClock, from_ms, to_ms
 from .dispatch import Message, _clip, _is_condition_failure, send_dead_letter
@@ -237,15 +237,19 @@ class Executor:
         now_ms = to_ms(now)
         observed_attempt = int(run.attempt or 0)
         starter = secrets.token_hex(8)
+        actions = [
+            model.status.set(RunStatus.RUNNING.value),
+            model.attempt.set(observed_attempt + 1),
+            model.starter.set(starter),
+            model.started_at.set(now_ms),
+            model.due_at.set(now_ms + int((timeout + self.settings.lease_s) * 1000)),
+        ]
+        lost = attempts.unreported(model, run)  # taking over from a worker that died
+        if lost is not None:
+            actions.append(lost)
         try:
             run.update(
-                actions=[
-                    model.status.set(RunStatus.RUNNING.value),
-                    model.attempt.set(observed_attempt + 1),
-                    model.starter.set(starter),
-                    model.started_at.set(now_ms),
-                    model.due_at.set(now_ms + int((timeout + self.settings.lease_s) * 1000)),
-                ],
+                actions=actions,
                 condition=(model.fence == run.fence)
                 & (model.status == run.status)
                 & (model.attempt == observed_attempt),
@@ -329,7 +333,8 @@ class Executor:
         if outcome.ok:
             return self._succeed(run, outcome.answer, started)
         if outcome.dead:
-            return self._dead(run, f"{target.kind} target refused the run", outcome.error)
+            reason = f"{target.kind} target refused the run"
+            return self._dead(run, reason, outcome.error, attempts.FAILED)
         return self._fail(
             run, task, outcome.error, receipt, queue_url, min_backoff=outcome.retry_after
         )
@@ -337,7 +342,13 @@ class Executor:
     # --- endings ------------------------------------------------------------------------------
 
     def _succeed(self, run: RunRow, value: Any, started: datetime) -> Result:
-        res = self._finish(run, RunStatus.SUCCEEDED, result=_encode_result(value), running=True)
+        res = self._finish(
+            run,
+            RunStatus.SUCCEEDED,
+            result=_encode_result(value),
+            running=True,
+            attempt_outcome=attempts.SUCCEEDED,
+        )
         if res.status == RunStatus.SUCCEEDED.value:
             self._metric("RunsSucceeded", "Count", 1)
         return res
@@ -354,7 +365,8 @@ class Executor:
         self._metric("RunsFailed", "Count", 1)
         attempt = int(run.attempt)
         if attempt >= int(run.max_attempts or 1):
-            return self._dead(run, f"retries exhausted after {attempt} attempts", error)
+            reason = f"retries exhausted after {attempt} attempts"
+            return self._dead(run, reason, error, attempts.FAILED)
         policy = RetryPolicy.from_dict(json.loads(task.retry))
         backoff = policy.backoff(attempt, self.rand())
         if min_backoff is not None:  # the target said when (Retry-After): not sooner
@@ -367,6 +379,10 @@ class Executor:
                     model.status.set(RunStatus.RETRYING.value),
                     model.error.set(_clip(error)),
                     model.due_at.set(now_ms + int((backoff + self.settings.lease_s) * 1000)),
+                    attempts.append_action(
+                        model,
+                        attempts.record(attempt, run.started_at, now_ms, attempts.FAILED, error),
+                    ),
                 ],
                 condition=(model.fence == run.fence)
                 & (model.status == RunStatus.RUNNING.value)
@@ -381,10 +397,16 @@ class Executor:
         self._log("warning", "attempt failed, will retry", run, backoff_s=round(backoff, 3))
         return Result(Outcome.RETRY, RunStatus.RETRYING.value, f"retry in {backoff:.1f}s")
 
-    def _dead(self, run: RunRow, reason: str, error: str | None) -> Result:
+    def _dead(
+        self, run: RunRow, reason: str, error: str | None, attempt_outcome: str | None = None
+    ) -> Result:
         """DLQ first, then mark dead (a crash between them repeats the message, never loses it)."""
         send_dead_letter(self.sqs, self.settings, run, reason, error, self.clock.now())
-        res = self._finish(run, RunStatus.DEAD, error=f"{reason}: {error}" if error else reason)
+        text = f"{reason}: {error}" if error else reason
+        res = self._finish(
+            run, RunStatus.DEAD, error=text, attempt_outcome=attempt_outcome,
+            attempt_error=error or reason,
+        )
         if res.status == RunStatus.DEAD.value:
             self._metric("RunsDead", "Count", 1)
             self._log("error", "run dead", run, reason=reason)
@@ -397,7 +419,11 @@ class Executor:
         error: str | None = None,
         result: str | None = None,
         running: bool = False,
+        attempt_outcome: str | None = None,
+        attempt_error: str | None = None,
     ) -> Result:
+        """End the run. An attempt it was running ends with it: ``attempt_outcome`` (None: the
+        attempt was not this worker's and never reported, ``lost``) goes into its history."""
         model = self.store.models.Run
         now_ms = to_ms(self.clock.now())
         actions = [
@@ -407,6 +433,12 @@ class Executor:
             model.due_shard.remove(),
             model.due_at.remove(),
         ]
+        if run.status == RunStatus.RUNNING.value:
+            outcome = attempt_outcome or attempts.LOST
+            ended = None if outcome == attempts.LOST else now_ms
+            why = attempt_error or error
+            text = attempts.record(int(run.attempt), run.started_at, ended, outcome, why)
+            actions.append(attempts.append_action(model, text))
         if error is not None:
             actions.append(model.error.set(_clip(error)))
         if result is not None:

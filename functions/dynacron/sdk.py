@@ -51,6 +51,7 @@ from .triggers import At, Trigger
 
 if TYPE_CHECKING:
     from .deadletters import DeadLetter, RedriveResult
+    from .history import FoundRuns
     from .stats import Stats
 from .types import (
     MAX_ID_LENGTH,
@@ -353,6 +354,31 @@ class Scheduler(TaskEdits):
         """The task's runs, newest first."""
         self._task_row(task_id)
         return [run_from_row(r) for r in self.store.query_runs(task_id, limit=limit)]
+
+    def find_runs(
+        self,
+        since: timedelta | float = timedelta(hours=1),
+        *,
+        status: RunStatus | str | None = None,
+        max_items: int | None = None,
+    ) -> FoundRuns:
+        """Runs of every task scheduled or finished in the last ``since``, newest first,
+        optionally of one ``status``. A bounded Scan: see ``dynacron.history`` for its cost."""
+        from .history import DEFAULT_MAX_ITEMS, find
+
+        window = to_seconds(since, "since")
+        if window <= 0:
+            raise ValidationError("since", f"must be > 0 seconds, got {window:g}")
+        cap = DEFAULT_MAX_ITEMS if max_items is None else max_items
+        if isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= 10_000_000:
+            raise ValidationError("max_items", f"must be an integer 1..10000000, got {cap!r}")
+        try:
+            wanted = None if status is None else RunStatus(status).value
+        except ValueError:
+            allowed = ", ".join(s.value for s in RunStatus)
+            raise ValidationError("status", f"must be one of {allowed}, got {status!r}") from None
+        since_at = self.clock.now() - timedelta(seconds=window)
+        return find(self.store, since_at, wanted, cap)
 
     def get_run(self, task_id: str, run_id: str) -> Run:
         row = self.store.get_run_row(task_id, run_id)

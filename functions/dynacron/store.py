@@ -26,6 +26,7 @@ from typing import Any
 
 from pynamodb.attributes import (
     BooleanAttribute,
+    ListAttribute,
     NumberAttribute,
     UnicodeAttribute,
 )
@@ -131,6 +132,9 @@ class RunRow(_Row):
     # How many times the run was redriven (absent = 0): the dead-letter record carries it, so a
     # redrive deletes only records of deaths it revived, never one of a later death.
     redrives = NumberAttribute(null=True)
+    # One compact JSON record per ended attempt (dynacron.attempts), appended by the update
+    # that records the attempt's outcome.
+    attempts = ListAttribute(of=UnicodeAttribute, null=True)
     # Copied from the task so that the poller can chain occurrences without reading the task.
     trigger = UnicodeAttribute(null=True)
     misfire = UnicodeAttribute(null=True)
@@ -303,6 +307,21 @@ class Store:
         rows = [model.from_raw_data(item) for item in page.get("Items", [])]
         return rows, result.page_iter.last_evaluated_key, int(page.get("ScannedCount", 0))
 
+    def scan_runs_since(
+        self, since_ms: int, status: str | None, last_key: dict[str, Any] | None, page_size: int
+    ) -> tuple[list[RunRow], dict[str, Any] | None, int]:
+        """One Scan page of runs scheduled or finished at/after ``since_ms`` (of ``status``):
+        (rows, next key, items the page read; every one is billed, filtered out or not)."""
+        model = self.models.Run
+        recent = (model.scheduled_for >= since_ms) | (model.finished_at >= since_ms)
+        condition = model.sk.startswith(RUN_PREFIX) & recent
+        if status is not None:
+            condition &= model.status == status
+        result = model.scan(condition, last_evaluated_key=last_key, page_size=page_size)
+        page = next(result.page_iter, None) or {}
+        rows = [model.from_raw_data(item) for item in page.get("Items", [])]
+        return rows, result.page_iter.last_evaluated_key, int(page.get("ScannedCount", 0))
+
     def new_run_row(self, **values: Any) -> RunRow:
         return self.models.Run(**values)
 
@@ -404,4 +423,11 @@ def run_from_row(row: RunRow) -> Run:
         max_attempts=int(row.max_attempts or 1),
         dispatches=int(row.dispatches or 0),
         redrives=int(row.redrives or 0),
+        attempts=_attempts_of(row),
     )
+
+
+def _attempts_of(row: RunRow) -> Any:
+    from .attempts import parse
+
+    return parse(row.attempts)

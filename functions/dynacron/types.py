@@ -175,6 +175,21 @@ class Task:
 
 
 @dataclass(frozen=True)
+class RunAttempt:
+    """One finished attempt of a run: when it started and ended, how it ended, its error.
+
+    ``outcome`` is ``succeeded``, ``failed`` or ``lost`` (its worker never reported: the lease
+    expired); ``finished_at`` is None for a lost attempt.
+    """
+
+    number: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    outcome: str
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class Run:
     """One occurrence of a task."""
 
@@ -195,11 +210,20 @@ class Run:
     dispatches: int = 0
     #: How many times ``Scheduler.redrive`` revived this run.
     redrives: int = 0
+    #: Every attempt that has ended, oldest first (the one running now is ``started_at``).
+    attempts: tuple[RunAttempt, ...] = ()
 
     @property
     def lateness(self) -> timedelta | None:
-        """``started_at - scheduled_for`` of the latest attempt, once started."""
-        return None if self.started_at is None else self.started_at - self.scheduled_for
+        """The first attempt's start minus ``scheduled_for``, once it has started.
+
+        A run whose history predates ``attempts`` (or that is in its first attempt) falls back
+        to ``started_at``, the latest attempt's start.
+        """
+        first = self.attempts[0].started_at if self.attempts else None
+        if first is None:
+            first = self.started_at
+        return None if first is None else first - self.scheduled_for
 
 
 @dataclass(frozen=True)

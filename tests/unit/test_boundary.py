@@ -151,7 +151,7 @@ def _calls(s: Scheduler, run_id: str) -> dict[str, Any]:
         "redrive_all": lambda: s.redrive_all(),
         "update": lambda: s.update("a", payload={"n": 2}),
         "delete": lambda: s.delete("d"),
-        "dead_runs": lambda: s.dead_runs(since=timedelta(hours=1)),
+        "find_runs": lambda: s.find_runs(timedelta(hours=1), status="dead"),
     }
 
 
