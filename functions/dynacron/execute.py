@@ -404,7 +404,10 @@ class Executor:
         send_dead_letter(self.sqs, self.settings, run, reason, error, self.clock.now())
         text = f"{reason}: {error}" if error else reason
         res = self._finish(
-            run, RunStatus.DEAD, error=text, attempt_outcome=attempt_outcome,
+            run,
+            RunStatus.DEAD,
+            error=text,
+            attempt_outcome=attempt_outcome,
             attempt_error=error or reason,
         )
         if res.status == RunStatus.DEAD.value:
@@ -422,8 +425,8 @@ class Executor:
         attempt_outcome: str | None = None,
         attempt_error: str | None = None,
     ) -> Result:
-        """End the run. An attempt it was running ends with it: ``attempt_outcome`` (None: the
-        attempt was not this worker's and never reported, ``lost``) goes into its history."""
+        """End the run. ``attempt_outcome``: how this worker's attempt ended (into the history);
+        None: no attempt of ours, and one started before that never reported is ``lost``."""
         model = self.store.models.Run
         now_ms = to_ms(self.clock.now())
         actions = [
@@ -433,12 +436,14 @@ class Executor:
             model.due_shard.remove(),
             model.due_at.remove(),
         ]
-        if run.status == RunStatus.RUNNING.value:
-            outcome = attempt_outcome or attempts.LOST
-            ended = None if outcome == attempts.LOST else now_ms
+        if attempt_outcome is not None and run.status == RunStatus.RUNNING.value:
             why = attempt_error or error
-            text = attempts.record(int(run.attempt), run.started_at, ended, outcome, why)
+            text = attempts.record(int(run.attempt), run.started_at, now_ms, attempt_outcome, why)
             actions.append(attempts.append_action(model, text))
+        else:  # a run taken over (or reclaimed) that ends here: its last attempt was lost
+            lost = attempts.unreported(model, run)
+            if lost is not None:
+                actions.append(lost)
         if error is not None:
             actions.append(model.error.set(_clip(error)))
         if result is not None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import PynamoDBException, TransactWriteError
 
-from .boundary import guarded, translate
+from .boundary import guarded, is_backend, translate
 from .clock import Clock, SystemClock, from_ms, to_ms
 from .dispatch import Dispatcher
 from .edits import TaskEdits, cancelled_message
@@ -136,8 +136,6 @@ class Scheduler(TaskEdits):
         url = self.settings.lane_queues.get(lane) or self.settings.queue_url
         if not url or url in self._queues_checked:
             return
-        from .boundary import is_backend, translate
-
         try:
             self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
         except Exception as exc:
