@@ -23,10 +23,15 @@ SUCCEEDED, FAILED, LOST = "succeeded", "failed", "lost"
 
 
 def record(
-    number: int, started_ms: int | None, ended_ms: int | None, outcome: str, error: str | None
+    number: int, started_ms: float | None, ended_ms: float | None, outcome: str, error: str | None
 ) -> str:
     """One attempt as stored (short keys: every byte is billed on each later write)."""
-    data: dict[str, Any] = {"n": number, "s": started_ms, "e": ended_ms, "o": outcome}
+    data: dict[str, Any] = {
+        "n": number,
+        "s": None if started_ms is None else int(started_ms),
+        "e": None if ended_ms is None else int(ended_ms),
+        "o": outcome,
+    }
     if error:
         data["x"] = error if len(error) <= MAX_ATTEMPT_ERROR_CHARS else (
             error[: MAX_ATTEMPT_ERROR_CHARS - 1] + "…"
@@ -51,7 +56,8 @@ def unreported(model: Any, row: Any) -> Any:
     return append_action(model, record(number, row.started_at, None, LOST, None))
 
 
-def parse(texts: list[str] | None) -> tuple[RunAttempt, ...]:
+def parse(texts: Any) -> tuple[RunAttempt, ...]:
+    """The stored records (a list of JSON strings, or None) as values, oldest first."""
     out = []
     for text in texts or ():
         try:

@@ -1360,8 +1360,7 @@ def local(
 
 
 # Commands kept in modules of their own register on ``cli`` when imported.
-from . import cli_stats  # noqa: E402, F401
-from .cli_edits import delete as _delete_command  # noqa: E402, F401
+from . import cli_edits, cli_stats  # noqa: E402, F401
 from .ui import command as _ui_command  # noqa: E402, F401
 
 

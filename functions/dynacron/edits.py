@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import TransactWriteError
 
-from .clock import from_ms, to_ms
+from .clock import to_ms
 from .errors import ConflictError, InvalidStateError, ValidationError
 from .store import RunRow, TaskRow, dumps, scheduled_run_id
 from .types import MisfirePolicy, RetryPolicy, Task, TaskStatus
@@ -204,7 +204,7 @@ class TaskEdits:
             taken = self.store.get_run_row(row.task_id, scheduled_run_id(ms))
             if taken is None or (head is not None and taken.sk == head.sk):
                 return first
-            first = trigger.next(from_ms(ms))
+            first = trigger.next(first)
         raise ValidationError("trigger", f"its next {_MAX_OCCUPIED} fire times already have runs")
 
     def _retune(self, head: RunRow, trigger_text: str | None, spec: dict[str, Any]) -> Any:

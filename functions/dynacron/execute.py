@@ -237,7 +237,7 @@ class Executor:
         now_ms = to_ms(now)
         observed_attempt = int(run.attempt or 0)
         starter = secrets.token_hex(8)
-        actions = [
+        actions: list[Any] = [
             model.status.set(RunStatus.RUNNING.value),
             model.attempt.set(observed_attempt + 1),
             model.starter.set(starter),

@@ -195,7 +195,7 @@ class Scheduler(TaskEdits):
             # A retried create whose time has passed since: the task it made, not an error.
             row = self.store.get_task_row(task_id) if task_id is not None else None
             if row is not None and row.status == TaskStatus.CANCELLED.value:
-                raise InvalidStateError(cancelled_message(task_id)) from None
+                raise InvalidStateError(cancelled_message(row.task_id)) from None
             if row is not None and row.spec_hash == spec["hash"]:
                 return task_from_row(row)
             raise
