@@ -14,6 +14,8 @@ from .settings import Settings
 
 # What a loopback emulator (moto, ministack) accepts when the machine has no credentials at all.
 LOOPBACK_CREDENTIALS = ("testing", "testing")
+#: The longest SQS long poll (ReceiveMessage WaitTimeSeconds).
+SQS_LONG_POLL_S = 20
 
 
 def is_loopback(url: str) -> bool:
@@ -54,8 +56,15 @@ def sqs_client(settings: Settings) -> Any:
     import boto3
     from botocore.config import Config
 
-    retries = {"mode": "standard", "max_attempts": 1 + settings.max_retries}
-    config = Config(retries=retries, max_pool_connections=32)
+    # total_max_attempts counts the first attempt; Config's max_attempts would not (one extra)
+    retries = {"mode": "standard", "total_max_attempts": 1 + settings.max_retries}
+    config = Config(
+        retries=retries,
+        max_pool_connections=32,
+        connect_timeout=settings.connect_timeout_s,
+        # a long poll (WaitTimeSeconds ≤ 20, or the queue's own default) must not time out
+        read_timeout=max(settings.read_timeout_s, SQS_LONG_POLL_S + 5),
+    )
     return boto3.client("sqs", config=config, **client_kwargs(settings))
 
 

@@ -7,6 +7,7 @@ Commands::
     dynacron schedule --target TARGET [--method M] [--header N:V] [--secret REF] (--at|...) ...
     dynacron list | show TASK_ID | runs TASK_ID
     dynacron cancel | pause | resume | trigger TASK_ID
+    dynacron update TASK_ID [--payload ...] [trigger] [--timeout ...] | delete TASK_ID
     dynacron next (--at ISO | --every SECONDS | --cron EXPR | --rrule RULE | --when TEXT)
                   [--tz TZ] [-n 5] [--after ISO]
     dynacron dlq list | dlq redrive (--all | TASK_ID RUN_ID)
@@ -62,7 +63,7 @@ from .errors import (
 )
 from .targets import Target
 from .triggers import At, Cron, Every, Trigger
-from .types import MisfirePolicy, RetryPolicy, TaskStatus
+from .types import MisfirePolicy, RetryPolicy, RunStatus, TaskStatus
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -551,7 +552,7 @@ def _run_columns(time_width: int = 19) -> tuple[Any, ...]:
         Col("status", 0, 9),
         Col("scheduled", 1, time_width),
         Col("try", 1, 3, justify="right"),
-        Col("late", 2, 6, justify="right"),
+        Col("lateness", 2, 6, justify="right"),
         Col("result / error", 3, 12, wrap=True),
         Col("started", 6, time_width),
         Col("finished", 5, time_width),
@@ -947,8 +948,12 @@ def show(cfg: _Config, task_id: str, as_json: bool, tz_name: str | None) -> None
 
 
 @cli.command()
-@click.argument("task_id")
+@click.argument("task_id", required=False)
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--status", "run_status", type=click.Choice([s.value for s in RunStatus]),
+              help="Only runs in this status (without TASK_ID: across every task).")
+@click.option("--since", type=DURATION,
+              help="Only runs scheduled or finished this long ago or later (1h, 30m).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (with --follow: one a line).")
 @click.option("--follow", "-f", is_flag=True, help="Then print each run as it finishes.")
 @click.option("--timeout", "follow_s", type=DURATION, help="Stop following after this long.")
@@ -958,8 +963,10 @@ def show(cfg: _Config, task_id: str, as_json: bool, tz_name: str | None) -> None
 @pass_config
 def runs(
     cfg: _Config,
-    task_id: str,
+    task_id: str | None,
     limit: int,
+    run_status: str | None,
+    since: float | None,
     as_json: bool,
     follow: bool,
     follow_s: float | None,
@@ -967,9 +974,17 @@ def runs(
     wide: bool,
     tz_name: str | None,
 ) -> None:
-    """A task's runs, newest first; --follow prints each run as it finishes (Ctrl-C stops)."""
+    """A task's runs, newest first; --follow prints each run as it finishes (Ctrl-C stops).
+
+    Without TASK_ID, --status and/or --since list runs across every task (a bounded table
+    Scan, billed for every item it reads: see the README)."""
     if (follow_s is not None or follow_n is not None) and not follow:
         raise click.UsageError("--timeout and --count apply to --follow")
+    if task_id is None or run_status is not None or since is not None:
+        from .cli_history import filtered_runs
+
+        filtered_runs(cfg, task_id, limit, run_status, since, as_json, follow, wide, tz_name)
+        return
     found = cfg.scheduler().runs(task_id, limit=limit)
     if follow:
         _follow(cfg.scheduler(), task_id, found, as_json, follow_s, follow_n)
@@ -1452,7 +1467,7 @@ def local(
 
 
 # Commands kept in modules of their own register on ``cli`` when imported.
-from . import cli_stats  # noqa: E402, F401
+from . import cli_edits, cli_stats  # noqa: E402, F401
 from .ui import command as _ui_command  # noqa: E402, F401
 
 

@@ -5,7 +5,9 @@ executor: ``dead_run`` (a run that ended dead: it names task, run, attempts, rea
 error), ``undecodable`` and ``orphan`` (a message that names nothing that can run), plus raw
 work messages moved there by the queue's own redrive policy (``work``). Listing never consumes:
 messages are hidden while read and made visible again at once. A redrive gives the dead run a
-fresh set of attempts first and deletes its DLQ messages only once that has succeeded.
+fresh set of attempts first and deletes its DLQ messages only once that has succeeded, and only
+the messages it read before the revive whose record is of the life it revived (see
+``redrive_messages``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from .errors import InvalidStateError, RunNotFound, TaskNotFound
 
 #: Record kinds that name a run ``Scheduler.redrive`` can revive.
 REDRIVABLE = ("dead_run", "work")
+#: How long a redrive hides the messages it read (reviving a thousand runs takes a while).
+REDRIVE_VISIBILITY = 300
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,8 @@ class DeadLetter:
     error: str | None = None
     sent_at: datetime | None = None
     body: str | None = None  # undecodable records: the message as received
+    #: The run's redrive count when it died (None: the record does not say, e.g. a work message).
+    redrives: int | None = None
 
     @property
     def redrivable(self) -> bool:
@@ -72,18 +78,23 @@ def describe(msg: dict[str, Any]) -> DeadLetter:
     if kind is None and {"task_id", "run_id", "fence"} <= data.keys():
         kind = "work"
         reason = "moved by the queue's redrive policy (the worker failed on it repeatedly)"
-    attempts = data.get("attempts")
+    attempts, redrives = data.get("attempts"), data.get("redrives")
     return DeadLetter(
         **base,
         kind=kind if isinstance(kind, str) else "unknown",
         task_id=_str(data.get("task_id")),
         run_id=_str(data.get("run_id")),
         task_type=_str(data.get("task_type")),
-        attempts=attempts if isinstance(attempts, int) and not isinstance(attempts, bool) else None,
+        attempts=_int(attempts),
         reason=_str(reason),
         error=_str(data.get("error")),
         body=_str(data.get("body")) if kind == "undecodable" else None,
+        redrives=_int(redrives),
     )
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _str(value: Any) -> str | None:
@@ -131,52 +142,82 @@ def list_messages(sqs: Any, url: str, max_messages: int) -> list[DeadLetter]:
     return [describe(m) for m in messages]
 
 
-def delete_for_run(sqs: Any, url: str, task_id: str, run_id: str, max_messages: int) -> int:
-    """Delete every DLQ message of one run; the others are released. Returns how many."""
-    keep: list[dict[str, Any]] = []
-    deleted = 0
-    try:
-        for msg in receive(sqs, url, visibility=60, max_messages=max_messages):
-            letter = describe(msg)
-            if letter.redrivable and (letter.task_id, letter.run_id) == (task_id, run_id):
-                sqs.delete_message(QueueUrl=url, ReceiptHandle=msg["ReceiptHandle"])
-                deleted += 1
-            else:
-                keep.append(msg)
-    finally:
-        release(sqs, url, keep)
-    return deleted
+def _is_older(letter: DeadLetter, redrives: int) -> bool:
+    """Whether ``letter`` records a death from before the run's ``redrives``-th revive.
+
+    Only called for messages read *before* that revive, so a record that does not say which
+    life it is from (a raw work message, a record from before the count existed) is older too.
+    """
+    return letter.redrives is None or letter.redrives < redrives
 
 
 def redrive_messages(
-    sqs: Any, url: str, revive: Callable[[str, str], Any], max_messages: int
+    sqs: Any,
+    url: str,
+    revive: Callable[[str, str], Any],
+    max_messages: int,
+    only: tuple[str, str] | None = None,
 ) -> list[RedriveResult]:
-    """Revive the run of every redrivable message, then delete the message; leave the rest."""
-    results: list[RedriveResult] = []
-    revived: set[tuple[str, str]] = set()
+    """Revive the run of every redrivable message (of the run ``only``, if given), then delete
+    the messages of the deaths that revive covers; leave the rest on the queue.
+
+    Every message is read *before* any run is revived, and a message is deleted only if it was
+    read then and its record is of an earlier life of the run (``redrives`` below the run's
+    count after the revive): a revived run that dies again while this runs puts a record this
+    call never reads, so a dead run never ends with an empty DLQ.
+    """
+    messages: list[dict[str, Any]] = []
     keep: list[dict[str, Any]] = []
     try:
-        for msg in receive(sqs, url, visibility=60, max_messages=max_messages):
+        messages.extend(receive(sqs, url, visibility=REDRIVE_VISIBILITY, max_messages=max_messages))
+        by_run: dict[tuple[str, str], list[tuple[dict[str, Any], DeadLetter]]] = {}
+        results: list[RedriveResult] = []
+        for msg in messages:
             letter = describe(msg)
-            ids = (letter.message_id, letter.kind, letter.task_id, letter.run_id)
-            if not letter.redrivable:
-                keep.append(msg)
-                results.append(RedriveResult(*ids, "left", f"{letter.kind}: nothing to redrive"))
-                continue
             key = (letter.task_id or "", letter.run_id or "")
-            if key in revived:
-                sqs.delete_message(QueueUrl=url, ReceiptHandle=msg["ReceiptHandle"])
-                results.append(RedriveResult(*ids, "deleted", "duplicate of a run redriven now"))
-                continue
-            try:
-                run = revive(*key)
-            except (TaskNotFound, RunNotFound, InvalidStateError) as exc:
+            if letter.redrivable and (only is None or key == only):
+                by_run.setdefault(key, []).append((msg, letter))
+            else:
                 keep.append(msg)
-                results.append(RedriveResult(*ids, "left", str(exc)))
-                continue
-            revived.add(key)
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=msg["ReceiptHandle"])
-            results.append(RedriveResult(*ids, "redriven", f"run is {run.status.value}"))
+                if only is None:
+                    results.append(_result(letter, "left", f"{letter.kind}: nothing to redrive"))
+        for key, found in by_run.items():
+            results.extend(_redrive_run(sqs, url, key, found, revive, keep))
+    except BaseException:
+        keep = messages  # nothing is deleted past an error we did not expect
+        raise
     finally:
         release(sqs, url, keep)
     return results
+
+
+def _redrive_run(
+    sqs: Any,
+    url: str,
+    key: tuple[str, str],
+    found: list[tuple[dict[str, Any], DeadLetter]],
+    revive: Callable[[str, str], Any],
+    keep: list[dict[str, Any]],
+) -> list[RedriveResult]:
+    try:
+        run = revive(*key)
+    except (TaskNotFound, RunNotFound, InvalidStateError) as exc:
+        keep.extend(msg for msg, _ in found)
+        return [_result(letter, "left", str(exc)) for _, letter in found]
+    results = []
+    outcome, detail = "redriven", f"run is {run.status.value}"
+    for msg, letter in found:
+        if not _is_older(letter, int(run.redrives)):
+            keep.append(msg)
+            results.append(_result(letter, "left", "a death after this redrive: kept"))
+            continue
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=msg["ReceiptHandle"])
+        results.append(_result(letter, outcome, detail))
+        outcome, detail = "deleted", "duplicate of a run redriven now"
+    return results
+
+
+def _result(letter: DeadLetter, outcome: str, detail: str) -> RedriveResult:
+    return RedriveResult(
+        letter.message_id, letter.kind, letter.task_id, letter.run_id, outcome, detail
+    )

@@ -28,6 +28,7 @@ from typing import Any
 
 from pynamodb.exceptions import PynamoDBException, TransactWriteError, UpdateError
 
+from . import attempts
 from .aws import report_error
 from .clock import Clock, SystemClock, from_ms, to_ms
 from .errors import ValidationError
@@ -407,9 +408,7 @@ class Dispatcher:
         for attempt in range(4):
             try:
                 with self.store.transaction() as tx:
-                    tx.update(
-                        row, actions=row_actions, condition=run.status == RunStatus.PENDING.value
-                    )
+                    tx.update(row, actions=row_actions, condition=_as_read(run, row))
                     if nxt is not None:
                         tx.save(nxt, condition=run.sk.does_not_exist())
                     tx.update(
@@ -450,9 +449,11 @@ class Dispatcher:
         run = self.store.models.Run
         now_ms = to_ms(self.clock.now())
         send_dead_letter(self.sqs, self.settings, row, reason, row.error, self.clock.now())
+        lost = attempts.unreported(run, row)  # its last attempt's worker died: say so
         try:
             row.update(
                 actions=[
+                    *([] if lost is None else [lost]),
                     run.status.set(RunStatus.DEAD.value),
                     run.error.set(
                         _clip(f"{reason}; last error: {row.error}" if row.error else reason)
@@ -589,6 +590,16 @@ def _oldest_allowed(trigger: Any, scheduled: datetime, now: datetime) -> datetim
     return recent[0] if recent else None
 
 
+def _as_read(run: Any, row: RunRow) -> Any:
+    """The occurrence is still pending *and* chains as we read it: a ``Scheduler.update`` that
+    changed its trigger, misfire policy or attempts meanwhile makes this claim lose the race,
+    so no next occurrence is ever created from the old trigger (conditions cost no writes)."""
+    condition = run.status == RunStatus.PENDING.value
+    condition &= run.trigger == row.trigger if row.trigger else run.trigger.does_not_exist()
+    condition &= run.misfire == row.misfire if row.misfire else run.misfire.does_not_exist()
+    return condition & (run.max_attempts == int(row.max_attempts or 1))
+
+
 def _is_condition_failure(exc: PynamoDBException) -> bool:
     return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
 
@@ -610,6 +621,8 @@ def send_dead_letter(
         "run_id": row.run_id,
         "task_type": row.task_type,
         "attempts": int(row.attempt or 0),
+        # which life of the run died: a redrive deletes only records older than its revive
+        "redrives": int(row.redrives or 0),
         "reason": reason,
         "error": _clip(error) if error else None,
         "scheduled_for": from_ms(row.scheduled_for).isoformat(),

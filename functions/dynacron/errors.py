@@ -64,3 +64,24 @@ class WaitTimeout(DynacronError, TimeoutError):
 
 class LocalExtraMissing(ConfigurationError):
     """``dynacron local`` or ``dynacron.testing`` without the ``[local]`` extra (moto's server)."""
+
+
+class ConflictError(InvalidStateError):
+    """A write lost a race: the task or run changed between our read and our conditional write
+    (and kept changing over the retries we made). Reading again and retrying may succeed."""
+
+
+class BackendError(DynacronError):
+    """An AWS call failed; ``code`` and ``operation`` say which (the original is chained)."""
+
+    def __init__(self, code: str, operation: str, detail: str = "") -> None:
+        self.code = code
+        self.operation = operation
+        text = f"AWS {operation} failed: {code}"
+        super().__init__(f"{text} ({detail[:300]})" if detail and detail != code else text)
+
+
+class EndpointUnreachable(BackendError, ConnectionError):
+    """No answer from the AWS endpoint (refused, timed out, unknown host), after the bounded
+    wait of ``DYNACRON_CONNECT_TIMEOUT_SECONDS``/``DYNACRON_READ_TIMEOUT_SECONDS`` and
+    ``DYNACRON_SDK_MAX_RETRIES`` retries."""

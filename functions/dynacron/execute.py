@@ -27,7 +27,7 @@ from typing import Any
 
 from pynamodb.exceptions import UpdateError
 
-from . import registry
+from . import attempts, registry
 from .aws import report_error
 from .clock import Clock, SystemClock, from_ms, to_ms
 from .dispatch import Message, _clip, _is_condition_failure, send_dead_letter
@@ -335,6 +335,9 @@ class Executor:
         ]
         if throttled_ms:
             actions.append(model.throttled_ms.set(throttled_ms))
+        lost = attempts.unreported(model, run)  # taking over from a worker that died
+        if lost is not None:
+            actions.append(lost)
         try:
             run.update(
                 actions=actions,
@@ -447,7 +450,8 @@ class Executor:
         if outcome.ok:
             return self._succeed(run, outcome.answer, started)
         if outcome.dead:
-            return self._dead(run, f"{target.kind} target refused the run", outcome.error)
+            reason = f"{target.kind} target refused the run"
+            return self._dead(run, reason, outcome.error, attempts.FAILED)
         return self._fail(
             run, task, outcome.error, receipt, queue_url, min_backoff=outcome.retry_after
         )
@@ -455,7 +459,13 @@ class Executor:
     # --- endings ------------------------------------------------------------------------------
 
     def _succeed(self, run: RunRow, value: Any, started: datetime) -> Result:
-        res = self._finish(run, RunStatus.SUCCEEDED, result=_encode_result(value), running=True)
+        res = self._finish(
+            run,
+            RunStatus.SUCCEEDED,
+            result=_encode_result(value),
+            running=True,
+            attempt_outcome=attempts.SUCCEEDED,
+        )
         if res.status == RunStatus.SUCCEEDED.value:
             self._metric("RunsSucceeded", "Count", 1)
         return res
@@ -472,7 +482,8 @@ class Executor:
         self._metric("RunsFailed", "Count", 1)
         attempt = int(run.attempt)
         if attempt >= int(run.max_attempts or 1):
-            return self._dead(run, f"retries exhausted after {attempt} attempts", error)
+            reason = f"retries exhausted after {attempt} attempts"
+            return self._dead(run, reason, error, attempts.FAILED)
         policy = RetryPolicy.from_dict(json.loads(task.retry))
         backoff = policy.backoff(attempt, self.rand())
         if min_backoff is not None:  # the target said when (Retry-After): not sooner
@@ -485,6 +496,10 @@ class Executor:
                     model.status.set(RunStatus.RETRYING.value),
                     model.error.set(_clip(error)),
                     model.due_at.set(now_ms + int((backoff + self.settings.lease_s) * 1000)),
+                    attempts.append_action(
+                        model,
+                        attempts.record(attempt, run.started_at, now_ms, attempts.FAILED, error),
+                    ),
                 ],
                 condition=(model.fence == run.fence)
                 & (model.status == RunStatus.RUNNING.value)
@@ -499,10 +514,19 @@ class Executor:
         self._log("warning", "attempt failed, will retry", run, backoff_s=round(backoff, 3))
         return Result(Outcome.RETRY, RunStatus.RETRYING.value, f"retry in {backoff:.1f}s")
 
-    def _dead(self, run: RunRow, reason: str, error: str | None) -> Result:
+    def _dead(
+        self, run: RunRow, reason: str, error: str | None, attempt_outcome: str | None = None
+    ) -> Result:
         """DLQ first, then mark dead (a crash between them repeats the message, never loses it)."""
         send_dead_letter(self.sqs, self.settings, run, reason, error, self.clock.now())
-        res = self._finish(run, RunStatus.DEAD, error=f"{reason}: {error}" if error else reason)
+        text = f"{reason}: {error}" if error else reason
+        res = self._finish(
+            run,
+            RunStatus.DEAD,
+            error=text,
+            attempt_outcome=attempt_outcome,
+            attempt_error=error or reason,
+        )
         if res.status == RunStatus.DEAD.value:
             self._metric("RunsDead", "Count", 1)
             self._log("error", "run dead", run, reason=reason)
@@ -515,7 +539,11 @@ class Executor:
         error: str | None = None,
         result: str | None = None,
         running: bool = False,
+        attempt_outcome: str | None = None,
+        attempt_error: str | None = None,
     ) -> Result:
+        """End the run. ``attempt_outcome``: how this worker's attempt ended (into the history);
+        None: no attempt of ours, and one started before that never reported is ``lost``."""
         model = self.store.models.Run
         now_ms = to_ms(self.clock.now())
         actions: list[Action] = [
@@ -525,6 +553,14 @@ class Executor:
             model.due_shard.remove(),
             model.due_at.remove(),
         ]
+        if attempt_outcome is not None and run.status == RunStatus.RUNNING.value:
+            why = attempt_error or error
+            text = attempts.record(int(run.attempt), run.started_at, now_ms, attempt_outcome, why)
+            actions.append(attempts.append_action(model, text))
+        else:  # a run taken over (or reclaimed) that ends here: its last attempt was lost
+            lost = attempts.unreported(model, run)
+            if lost is not None:
+                actions.append(lost)
         if error is not None:
             actions.append(model.error.set(_clip(error)))
         if result is not None:

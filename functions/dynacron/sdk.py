@@ -18,9 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import PynamoDBException, TransactWriteError
 
+from .boundary import guarded, is_backend, translate
 from .clock import Clock, SystemClock, from_ms, to_ms
 from .dispatch import Dispatcher, EventHook
+from .edits import TaskEdits, cancelled_message
 from .errors import (
+    BackendError,
     ConfigurationError,
     DynacronError,
     InvalidStateError,
@@ -50,6 +53,7 @@ from .triggers import At, Trigger
 
 if TYPE_CHECKING:
     from .deadletters import DeadLetter, RedriveResult
+    from .history import FoundRuns
     from .stats import Stats
 from .types import (
     MAX_ID_LENGTH,
@@ -80,8 +84,13 @@ class _Plan:
     next_fire_ms: int | None = None
 
 
-class Scheduler:
+@guarded
+class Scheduler(TaskEdits):
     """Create and manage tasks.
+
+    Everything a method raises derives from ``DynacronError`` (``dynacron.boundary`` turns
+    PynamoDB and botocore errors into ours); an unreachable endpoint is ``EndpointUnreachable``
+    after a few seconds (``Settings.connect_timeout_s``, ``read_timeout_s``, ``sdk_max_retries``).
 
     >>> s = Scheduler()  # DYNACRON_TABLE, DYNACRON_QUEUE_URL, AWS_ENDPOINT_URL from the env
     >>> t = s.schedule("send-email", {"to": "a@b.c"}, trigger=Cron("30 9 * * MON-FRI",
@@ -106,13 +115,15 @@ class Scheduler:
         ``Dispatcher``'s events, e.g. ``("claimed", {"task_id": ..., "run_id": ...})``, then
         ``"sent"``."""
         self.on_event = on_event
-        self.settings = settings or Settings.from_env(
+        settings = settings or Settings.from_env(
             table_name=table_name, queue_url=queue_url, endpoint_url=endpoint_url, region=region
         )
+        self.settings = settings.for_sdk()
         self.settings.require_table()
         self.clock = clock or SystemClock()
         self.store = Store(self.settings)
         self._sqs = sqs
+        self._queues_checked: set[str] = set()
 
     @property
     def sqs(self) -> Any:
@@ -121,6 +132,31 @@ class Scheduler:
 
             self._sqs = sqs_client(self.settings)
         return self._sqs
+
+    def _check_queue(self, lane: str = "default") -> None:
+        """Once per queue and Scheduler, before the SDK first sends to it: the queue exists.
+
+        A wrong ``DYNACRON_QUEUE_URL`` is a ``ConfigurationError`` here, instead of a send that
+        fails quietly and a run that waits for its lease (300 s) to expire. One
+        GetQueueAttributes per Scheduler, never per fire; an AccessDenied on it is not taken as
+        a wrong URL (a role may send without being allowed to read attributes).
+        """
+        url = self.settings.lane_queues.get(lane) or self.settings.queue_url
+        if not url or url in self._queues_checked:
+            return
+        try:
+            self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+        except Exception as exc:
+            if not is_backend(exc):
+                raise
+            err = translate(exc)
+            if isinstance(err, ConfigurationError):
+                raise ConfigurationError(
+                    f"DYNACRON_QUEUE_URL={url!r}: no such queue ({err})"
+                ) from exc
+            if not (isinstance(err, BackendError) and "AccessDenied" in err.code):
+                raise err from exc
+        self._queues_checked.add(url)
 
     def _dispatcher(self) -> Dispatcher:
         return Dispatcher(
@@ -174,10 +210,14 @@ class Scheduler:
         except ValidationError:
             # A retried create whose time has passed since: the task it made, not an error.
             row = self.store.get_task_row(task_id) if task_id is not None else None
+            if row is not None and row.status == TaskStatus.CANCELLED.value:
+                raise InvalidStateError(cancelled_message(row.task_id)) from None
             if row is not None and row.spec_hash == spec["hash"]:
                 return task_from_row(row)
             raise
         task_id = task_id or secrets.token_hex(12)
+        if self.settings.queue_url and self._is_short_notice(to_ms(first)):
+            self._check_queue(spec["lane"])  # a wrong URL: refused before anything is written
         task_row, run_row = self._rows(task_id, spec, anchored, first, now)
         try:
             with self.store.transaction() as tx:
@@ -309,6 +349,8 @@ class Scheduler:
         row = self.store.get_task_row(task_id)
         if row is None:
             raise exc
+        if row.status == TaskStatus.CANCELLED.value:
+            raise InvalidStateError(cancelled_message(task_id)) from None
         if row.spec_hash != spec_hash:
             raise ValidationError(
                 "task_id", f"task {task_id!r} already exists with different arguments"
@@ -319,9 +361,13 @@ class Scheduler:
         """Dispatch now what would otherwise wait for the poller's next tick."""
         if not self.settings.queue_url:
             return  # no queue configured: the poller will pick it up
-        tick_ms = to_ms(self.clock.now()) + int(self.settings.period_s * 1000)
-        if int(run_row.scheduled_for) <= tick_ms:
+        if self._is_short_notice(int(run_row.scheduled_for)):
+            self._check_queue(run_row.lane)
             self._dispatcher().dispatch([run_row])
+
+    def _is_short_notice(self, when_ms: int) -> bool:
+        tick_ms = to_ms(self.clock.now()) + int(self.settings.period_s * 1000)
+        return when_ms <= tick_ms
 
     # --- read ----------------------------------------------------------------------------------
 
@@ -350,6 +396,31 @@ class Scheduler:
         """The task's runs, newest first."""
         self._task_row(task_id)
         return [run_from_row(r) for r in self.store.query_runs(task_id, limit=limit)]
+
+    def find_runs(
+        self,
+        since: timedelta | float = timedelta(hours=1),
+        *,
+        status: RunStatus | str | None = None,
+        max_items: int | None = None,
+    ) -> FoundRuns:
+        """Runs of every task scheduled or finished in the last ``since``, newest first,
+        optionally of one ``status``. A bounded Scan: see ``dynacron.history`` for its cost."""
+        from .history import DEFAULT_MAX_ITEMS, find
+
+        window = to_seconds(since, "since")
+        if window <= 0:
+            raise ValidationError("since", f"must be > 0 seconds, got {window:g}")
+        cap = DEFAULT_MAX_ITEMS if max_items is None else max_items
+        if isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= 10_000_000:
+            raise ValidationError("max_items", f"must be an integer 1..10000000, got {cap!r}")
+        try:
+            wanted = None if status is None else RunStatus(status).value
+        except ValueError:
+            allowed = ", ".join(s.value for s in RunStatus)
+            raise ValidationError("status", f"must be one of {allowed}, got {status!r}") from None
+        since_at = self.clock.now() - timedelta(seconds=window)
+        return find(self.store, since_at, wanted, cap)
 
     def get_run(self, task_id: str, run_id: str) -> Run:
         row = self.store.get_run_row(task_id, run_id)
@@ -452,6 +523,7 @@ class Scheduler:
 
     def resume(self, task_id: str) -> Task:
         """Continue at the next *future* fire; occurrences missed while paused are not replayed."""
+        self._check_queue()
         return self._change(
             task_id, self._resume_plan, {TaskStatus.PAUSED.value}, TaskStatus.ACTIVE
         )
@@ -603,6 +675,8 @@ class Scheduler:
         row = self._task_row(task_id)
         if row.status == TaskStatus.CANCELLED.value:
             raise InvalidStateError(f"task {task_id!r} is cancelled")
+        if self.settings.queue_url:
+            self._check_queue(row.lane)
         now_ms = to_ms(self.clock.now())
         run_id = manual_run_id(now_ms, secrets.token_hex(3))
         run_row = self._run_row(row, run_id, now_ms, manual=True)
@@ -658,22 +732,33 @@ class Scheduler:
 
     def redrive(self, task_id: str, run_id: str) -> Run:
         """Give a ``dead`` or ``expired`` run a fresh set of attempts, now, then delete its DLQ
-        messages (only once the run is revived: a failure leaves them on the queue).
+        messages (only once the run is revived: a failure leaves them on the queue; and only
+        records of deaths before this revive: if the run dies again meanwhile, its new record
+        stays).
 
         Raises ``RunNotFound``, or ``InvalidStateError`` for a run that is not dead or expired.
         """
-        from .deadletters import delete_for_run
+        from .deadletters import redrive_messages
 
-        run = self._redrive_run(task_id, run_id)
-        if self.settings.dlq_url:
-            delete_for_run(self.sqs, self.settings.dlq_url, task_id, run_id, REDRIVE_SCAN)
-        return run
+        self._check_queue()
+        if not self.settings.dlq_url:
+            return self._redrive_run(task_id, run_id)
+        revived: list[Run] = []
+
+        def revive(t: str, r: str) -> Run:
+            revived.append(self._redrive_run(t, r))
+            return revived[-1]
+
+        redrive_messages(self.sqs, self.settings.dlq_url, revive, REDRIVE_SCAN, (task_id, run_id))
+        # no record of it on the queue (sent elsewhere, or expired there): revive it all the same
+        return revived[-1] if revived else self._redrive_run(task_id, run_id)
 
     def redrive_all(self, max_messages: int = REDRIVE_SCAN) -> builtins.list[RedriveResult]:
         """Redrive the run of every redrivable DLQ message (at most ``max_messages`` looked at);
         undecodable and orphan records, and runs no longer dead, are left on the queue."""
         from .deadletters import redrive_messages
 
+        self._check_queue()
         return redrive_messages(self.sqs, self._dlq_url(), self._redrive_run, max_messages)
 
     def _redrive_run(self, task_id: str, run_id: str) -> Run:
@@ -689,19 +774,25 @@ class Scheduler:
         run = self.store.models.Run
         now_ms = to_ms(self.clock.now())
         allowed = int(row.attempt or 0) + RetryPolicy.from_dict(json.loads(task.retry)).max_attempts
-        row.update(
-            actions=[
-                run.status.set(RunStatus.PENDING.value),
-                run.max_attempts.set(allowed),
-                run.dispatches.set(0),
-                run.due_shard.set(int(task.shard)),
-                run.due_at.set(now_ms),
-                run.expires_at.remove(),
-                run.trigger.remove(),  # a redriven run does not chain: its successor exists
-                run.manual.set(True),
-            ],
-            condition=run.status == row.status,
+        revive = [
+            run.status.set(RunStatus.PENDING.value),
+            run.max_attempts.set(allowed),
+            run.dispatches.set(0),
+            run.due_shard.set(int(task.shard)),
+            run.due_at.set(now_ms),
+            run.expires_at.remove(),
+            run.trigger.remove(),  # a redriven run does not chain: its successor exists
+            run.manual.set(True),
+            run.redrives.add(1),
+        ]
+        # the life we read: a concurrent redrive (and re-death) in between makes this fail
+        same_life = (
+            run.redrives.does_not_exist() if row.redrives is None else run.redrives == row.redrives
         )
+        try:
+            row.update(actions=revive, condition=(run.status == row.status) & same_life)
+        except PynamoDBException as exc:
+            raise translate(exc) from exc  # a lost race is a ConflictError (InvalidStateError)
         self._short_notice(row)
         return self.get_run(task_id, run_id)
 

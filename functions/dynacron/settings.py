@@ -88,6 +88,12 @@ class Settings:
     retention_days: float = 30.0
     max_dispatches: int = 10
     max_retries: int = 8
+    # Client timeouts and the retry count of the SDK's own clients (Scheduler, CLI): a person or
+    # a program is waiting, so an unreachable endpoint fails within a few seconds. The Lambdas
+    # keep ``max_retries`` (throttling in a burst is worth riding out there).
+    connect_timeout_s: float = 2.0
+    read_timeout_s: float = 10.0
+    sdk_max_retries: int = 2
     handlers: tuple[str, ...] = ()
     lane_queues: Mapping[str, str] = field(default_factory=dict)
     # Targets (targets.py, safehttp.py): what the worker may call, and how HTTP is fenced.
@@ -105,6 +111,14 @@ class Settings:
             )
         if self.lease_s <= 0:
             raise ConfigurationError("lease must be positive")
+        if not (self.connect_timeout_s > 0 and self.read_timeout_s > 0):
+            raise ConfigurationError("connect and read timeouts must be positive")
+        if self.max_retries < 0 or self.sdk_max_retries < 0:
+            raise ConfigurationError("retry counts must be ≥ 0")
+
+    def for_sdk(self) -> Settings:
+        """These settings with the SDK's retry count in ``max_retries`` (what the clients use)."""
+        return replace(self, max_retries=min(self.max_retries, self.sdk_max_retries))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -124,6 +138,9 @@ class Settings:
             retention_days=_num(env, "DYNACRON_RETENTION_DAYS", 30.0),
             max_dispatches=int(_num(env, "DYNACRON_MAX_DISPATCHES", 10)),
             max_retries=int(_num(env, "DYNACRON_MAX_RETRIES", 8)),
+            connect_timeout_s=_num(env, "DYNACRON_CONNECT_TIMEOUT_SECONDS", 2.0),
+            read_timeout_s=_num(env, "DYNACRON_READ_TIMEOUT_SECONDS", 10.0),
+            sdk_max_retries=int(_num(env, "DYNACRON_SDK_MAX_RETRIES", 2)),
             handlers=tuple(
                 m.strip() for m in env.get("DYNACRON_HANDLERS", "").split(",") if m.strip()
             ),

@@ -26,6 +26,7 @@ from typing import Any
 
 from pynamodb.attributes import (
     BooleanAttribute,
+    ListAttribute,
     MapAttribute,
     NumberAttribute,
     UnicodeAttribute,
@@ -138,6 +139,12 @@ class RunRow(_Row):
     expires_at = NumberAttribute(null=True)  # TTL, epoch seconds
     manual = BooleanAttribute(default=False)
     lane = UnicodeAttribute(default="default")
+    # How many times the run was redriven (absent = 0): the dead-letter record carries it, so a
+    # redrive deletes only records of deaths it revived, never one of a later death.
+    redrives = NumberAttribute(null=True)
+    # One compact JSON record per ended attempt (dynacron.attempts), appended by the update
+    # that records the attempt's outcome.
+    attempts = ListAttribute(of=UnicodeAttribute, null=True)
     # Copied from the task so that the poller can chain occurrences without reading the task.
     trigger = UnicodeAttribute(null=True)
     misfire = UnicodeAttribute(null=True)
@@ -186,8 +193,8 @@ def bind_models(settings: Settings) -> Models:
         "region": settings.region,
         "host": settings.endpoint_url,
         "max_pool_connections": 32,
-        "connect_timeout_seconds": 5,
-        "read_timeout_seconds": 10,
+        "connect_timeout_seconds": settings.connect_timeout_s,
+        "read_timeout_seconds": settings.read_timeout_s,
         "max_retry_attempts": settings.max_retries,
     }
     if settings.endpoint_url and is_loopback(settings.endpoint_url):
@@ -339,6 +346,21 @@ class Store:
         rows = [model.from_raw_data(item) for item in page.get("Items", [])]
         return rows, result.page_iter.last_evaluated_key, int(page.get("ScannedCount", 0))
 
+    def scan_runs_since(
+        self, since_ms: int, status: str | None, last_key: dict[str, Any] | None, page_size: int
+    ) -> tuple[list[RunRow], dict[str, Any] | None, int]:
+        """One Scan page of runs scheduled or finished at/after ``since_ms`` (of ``status``):
+        (rows, next key, items the page read; every one is billed, filtered out or not)."""
+        model = self.models.Run
+        recent = (model.scheduled_for >= since_ms) | (model.finished_at >= since_ms)
+        condition = model.sk.startswith(RUN_PREFIX) & recent
+        if status is not None:
+            condition &= model.status == status
+        result = model.scan(condition, last_evaluated_key=last_key, page_size=page_size)
+        page = next(result.page_iter, None) or {}
+        rows = [model.from_raw_data(item) for item in page.get("Items", [])]
+        return rows, result.page_iter.last_evaluated_key, int(page.get("ScannedCount", 0))
+
     def pending_run(
         self,
         source: TaskRow | RunRow,
@@ -448,4 +470,12 @@ def run_from_row(row: RunRow) -> Run:
         offset_ms=int(row.offset_ms or 0),
         limit=row.limit,
         throttled_ms=int(row.throttled_ms or 0),
+        redrives=int(row.redrives or 0),
+        attempts=_attempts_of(row),
     )
+
+
+def _attempts_of(row: RunRow) -> Any:
+    from .attempts import parse
+
+    return parse(row.attempts)

@@ -179,6 +179,21 @@ class Task:
 
 
 @dataclass(frozen=True)
+class RunAttempt:
+    """One finished attempt of a run: when it started and ended, how it ended, its error.
+
+    ``outcome`` is ``succeeded``, ``failed`` or ``lost`` (its worker never reported: the lease
+    expired); ``finished_at`` is None for a lost attempt.
+    """
+
+    number: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    outcome: str
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class Run:
     """One occurrence of a task."""
 
@@ -202,6 +217,10 @@ class Run:
     limit: str | None = None
     #: How long the run's limit held its start back (ms), kept apart from lateness.
     throttled_ms: int = 0
+    #: How many times ``Scheduler.redrive`` revived this run.
+    redrives: int = 0
+    #: Every attempt that has ended, oldest first (the one running now is ``started_at``).
+    attempts: tuple[RunAttempt, ...] = ()
 
     @property
     def planned_start(self) -> datetime:
@@ -210,9 +229,16 @@ class Run:
 
     @property
     def lateness(self) -> timedelta | None:
-        """``started_at - planned_start`` of the latest attempt, once started (without spread
-        or a limit: ``started_at - scheduled_for``)."""
-        return None if self.started_at is None else self.started_at - self.planned_start
+        """The first attempt's start minus ``planned_start``, once it has started (without
+        spread or a limit, ``planned_start`` is ``scheduled_for``).
+
+        A run whose history predates ``attempts`` (or that is in its first attempt) falls back
+        to ``started_at``, the latest attempt's start.
+        """
+        first = self.attempts[0].started_at if self.attempts else None
+        if first is None:
+            first = self.started_at
+        return None if first is None else first - self.planned_start
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,7 @@ def test_tz_environment_variable_picks_the_zone(env, monkeypatch):
 def test_narrow_runs_table_hides_columns_and_says_which(env):
     out = cli_out(env, "runs", "fails")
     assert "hidden:" in out and "--wide" in out
-    assert "dead" in out and "2/2" in out and "retries exhausted" in out and "…" in out
+    assert "dead" in out and "2/2" in out and "exhausted after" in out and "…" in out
     assert "started" in cli_out(env, "runs", "fails", "--wide")
 
 
