@@ -20,8 +20,9 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,6 +31,7 @@ from pynamodb.exceptions import PynamoDBException, TransactWriteError, UpdateErr
 
 from .aws import report_error
 from .clock import Clock, SystemClock, from_ms, to_ms
+from .duestream import by_lane, merged, shard_rows
 from .errors import ValidationError
 from .registry import NAME_PATTERN
 from .settings import Settings
@@ -38,6 +40,7 @@ from .types import CATCH_UP_LIMIT, MAX_ERROR_CHARS, MisfirePolicy, RunStatus, Ta
 
 MAX_DELAY_SECONDS = 900  # SQS DelaySeconds limit
 SEND_BATCH = 10  # SendMessageBatch limit
+TIME_RESERVE_S = 5.0  # a poll stops taking new batches with less time left than this
 MESSAGE_VERSION = 1
 _CLAIMED_STATES = (RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.RETRYING.value)
 _RACE_CODES = {"ConditionalCheckFailed"}
@@ -112,6 +115,7 @@ class DispatchReport:
     errors: int = 0
     left: int = 0
     pages: int = 0
+    stopped: int = 0  # 1 when the time budget ended the poll before the window was read
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **counts: int) -> None:
@@ -143,8 +147,12 @@ class Dispatcher:
         page_size: int = 500,
         logger: Any = None,
         metrics: Any = None,
+        reorder_rows: int | None = None,
     ) -> None:
-        """``logger`` and ``metrics`` (Powertools-like) receive every AWS error at ERROR level."""
+        """``logger`` and ``metrics`` (Powertools-like) receive every AWS error at ERROR level.
+
+        ``reorder_rows`` bounds the lane reorder buffer (default: one page).
+        """
         self.store = store
         self.sqs = sqs
         self.settings = settings
@@ -152,6 +160,7 @@ class Dispatcher:
         self.on_event = on_event
         self.concurrency = max(1, concurrency)
         self.page_size = page_size
+        self.reorder_rows = max(1, reorder_rows or page_size)
         self.logger = logger
         self.metrics = metrics
         self._triggers: dict[str, Any] = {}
@@ -159,21 +168,21 @@ class Dispatcher:
     # --- the poller's entry point --------------------------------------------------------
 
     def poll(self, time_left: Callable[[], float] | None = None) -> DispatchReport:
-        """Query every shard (in parallel, every page), then claim and send what is due.
+        """Stream every shard's due rows, earliest due first, claiming and sending as pages
+        arrive (see ``duestream`` for the order and the memory bound).
 
-        ``time_left`` returns the seconds this invocation may still use; when it runs low the
-        poller stops taking new work and reports the rest as ``left``.
+        ``time_left`` returns the seconds this invocation may still use; it is checked before
+        every batch, and when it runs low the poller stops reading and reports the rows it had
+        read but not claimed as ``left`` (and ``stopped=1``: more may remain unread; they stay
+        due for the next tick).
         """
         report = DispatchReport()
         now = self.clock.now()
         horizon_ms = to_ms(now + timedelta(seconds=self.settings.window_s))
-        shards = range(self.settings.shards)
         _ = self.store.client  # build the client once, before threads race to build their own
-        with ThreadPoolExecutor(max_workers=min(len(shards), 16)) as pool:
-            pages = list(pool.map(lambda s: self._query_shard(s, horizon_ms, report), shards))
-        rows = sorted((r for page in pages for r in page), key=lambda r: r.due_at or 0)
-        report.add(found=len(rows))
-        self._dispatch_rows(rows, report, time_left)
+        with self._read_pool() as pool:
+            rows = self._due_rows(horizon_ms, report, pool)
+            self._stream(rows, report, time_left)
         return report
 
     def dispatch(self, rows: Iterable[RunRow]) -> DispatchReport:
@@ -184,19 +193,69 @@ class Dispatcher:
         self._dispatch_rows(rows, report, None)
         return report
 
-    def _query_shard(self, shard: int, horizon_ms: int, report: DispatchReport) -> list[RunRow]:
-        rows: list[RunRow] = []
-        last_key: dict[str, Any] | None = None
-        while True:
+    # --- streaming ------------------------------------------------------------------------
+
+    def _read_pool(self) -> Any:
+        # Prefetching overlaps the next page's round trip with claiming the current one. With
+        # one claim thread (in-process moto in unit tests is not thread-safe for a query beside a
+        # transaction) pages are read on the claiming thread instead.
+        if self.concurrency <= 1:
+            return nullcontext(None)
+        return ThreadPoolExecutor(
+            max_workers=min(self.settings.shards, 16), thread_name_prefix="dynacron-read"
+        )
+
+    def _due_rows(
+        self, horizon_ms: int, report: DispatchReport, pool: ThreadPoolExecutor | None
+    ) -> Iterator[RunRow]:
+        def fetch(shard: int, key: dict[str, Any] | None) -> tuple[list[RunRow], Any]:
             try:
-                page, last_key = self.store.due_page(shard, horizon_ms, last_key, self.page_size)
+                return self.store.due_page(shard, horizon_ms, key, self.page_size)
             except Exception as exc:
                 report_error(exc, "query", self.logger, self.metrics, shard=shard)
                 raise
-            report.add(pages=1)
-            rows.extend(page)
-            if not last_key:  # a missed page is a lost run: follow LastEvaluatedKey to the end
-                return rows
+
+        def on_page(n: int) -> None:
+            report.add(pages=1, found=n)
+
+        streams = [shard_rows(s, fetch, on_page, pool) for s in range(self.settings.shards)]
+        return by_lane(merged(streams), self.reorder_rows)
+
+    def _stream(
+        self,
+        rows: Iterator[RunRow],
+        report: DispatchReport,
+        time_left: Callable[[], float] | None,
+    ) -> None:
+        """Claim and send ``rows`` in batches, at most ``2 * concurrency`` batches in flight."""
+        taken = 0
+        in_flight: deque[Future[None]] = deque()
+        with self._claim_pool() as pool:
+            for chunk in _chunks(rows, SEND_BATCH):
+                if time_left is not None and time_left() < TIME_RESERVE_S:
+                    report.add(stopped=1)
+                    break
+                taken += len(chunk)
+                if pool is None:
+                    self._claim_and_send(chunk, report)
+                    continue
+                in_flight.append(pool.submit(self._claim_and_send, chunk, report))
+                if len(in_flight) >= 2 * self.concurrency:
+                    in_flight.popleft().result()  # wait for the oldest: bounds what is held
+            for fut in in_flight:
+                fut.result()
+        report.add(left=report.found - taken)
+
+    def _claim_pool(self) -> Any:
+        if self.concurrency <= 1:
+            return nullcontext(None)
+        return ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="dynacron-claim")
+
+    def _claim_and_send(self, chunk: list[RunRow], report: DispatchReport) -> None:
+        claimed: list[_Claimed] = []
+        for row in chunk:
+            claimed.extend(self._process(row, report))
+        self._send(claimed, report)
 
     def _dispatch_rows(
         self, rows: list[RunRow], report: DispatchReport, time_left: Callable[[], float] | None
@@ -204,13 +263,10 @@ class Dispatcher:
         chunks = [rows[i : i + SEND_BATCH] for i in range(0, len(rows), SEND_BATCH)]
 
         def work(chunk: list[RunRow]) -> None:
-            if time_left is not None and time_left() < 5.0:
+            if time_left is not None and time_left() < TIME_RESERVE_S:
                 report.add(left=len(chunk))
                 return
-            claimed: list[_Claimed] = []
-            for row in chunk:
-                claimed.extend(self._process(row, report))
-            self._send(claimed, report)
+            self._claim_and_send(chunk, report)
 
         if len(chunks) <= 1:
             for chunk in chunks:
@@ -516,6 +572,17 @@ class Dispatcher:
 
 def _ids(row: RunRow) -> dict[str, str]:
     return {"task_id": row.task_id, "run_id": row.run_id}
+
+
+def _chunks(rows: Iterator[RunRow], size: int) -> Iterator[list[RunRow]]:
+    chunk: list[RunRow] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def delay_seconds(scheduled_ms: int, now_ms: int) -> int:
