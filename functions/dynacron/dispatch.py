@@ -31,7 +31,7 @@ from pynamodb.exceptions import PynamoDBException, TransactWriteError, UpdateErr
 
 from .aws import report_error
 from .clock import Clock, SystemClock, from_ms, to_ms
-from .duestream import by_lane, merged, shard_rows
+from .duestream import PageFetch, by_lane, merged, shard_rows
 from .errors import ValidationError
 from .registry import NAME_PATTERN
 from .settings import Settings
@@ -116,6 +116,8 @@ class DispatchReport:
     left: int = 0
     pages: int = 0
     stopped: int = 0  # 1 when the time budget ended the poll before the window was read
+    probed: int = 0  # pending runs counted beyond the window by the look-ahead probe
+    lookahead_s: int = 0  # how far ahead this poll claimed: the window, or max_lookahead_s
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **counts: int) -> None:
@@ -179,11 +181,55 @@ class Dispatcher:
         report = DispatchReport()
         now = self.clock.now()
         horizon_ms = to_ms(now + timedelta(seconds=self.settings.window_s))
+        far_ms = to_ms(now + timedelta(seconds=self.settings.max_lookahead_s))
         _ = self.store.client  # build the client once, before threads race to build their own
         with self._read_pool() as pool:
-            rows = self._due_rows(horizon_ms, report, pool)
-            self._stream(rows, report, time_left)
+
+            def window(shard: int, key: dict[str, Any] | None) -> tuple[list[RunRow], Any]:
+                return self.store.due_page(shard, horizon_ms, key, self.page_size)
+
+            def beyond(shard: int, key: dict[str, Any] | None) -> tuple[list[RunRow], Any]:
+                return self.store.due_page_between(shard, horizon_ms, far_ms, key, self.page_size)
+
+            taken = self._stream(self._due_rows(window, report, pool), report, time_left)
+            report.add(lookahead_s=int(self.settings.window_s))
+            if self._backlog_ahead(horizon_ms, far_ms, report, pool, time_left):
+                # A burst is coming that one window could not send: claim it from now on,
+                # earliest first, so it is in SQS (DelaySeconds) before it falls due.
+                report.lookahead_s = int(self.settings.max_lookahead_s)
+                taken += self._stream(self._due_rows(beyond, report, pool), report, time_left)
+        report.add(left=report.found - taken)
         return report
+
+    def _backlog_ahead(
+        self,
+        horizon_ms: int,
+        far_ms: int,
+        report: DispatchReport,
+        pool: ThreadPoolExecutor | None,
+        time_left: Callable[[], float] | None,
+    ) -> bool:
+        """Whether at least ``lookahead_backlog`` pending runs wait in (horizon, far]: one
+        bounded Query page per shard, reading at most ``2 * backlog / shards`` items each (twice
+        the even share, so a moderately uneven spread over the shards still counts)."""
+        need = self.settings.lookahead_backlog
+        if need <= 0 or report.stopped or far_ms <= horizon_ms:
+            return False
+        if time_left is not None and time_left() < TIME_RESERVE_S:
+            return False
+        shards = range(self.settings.shards)
+        limit = math.ceil(2 * need / self.settings.shards)
+
+        def probe(shard: int) -> int:
+            try:
+                return self.store.pending_ahead(shard, horizon_ms, far_ms, limit)
+            except Exception as exc:
+                report_error(exc, "probe", self.logger, self.metrics, shard=shard)
+                raise
+
+        counts = list(pool.map(probe, shards) if pool is not None else map(probe, shards))
+        report.add(probed=sum(counts))
+        return sum(counts) >= need
 
     def dispatch(self, rows: Iterable[RunRow]) -> DispatchReport:
         """Claim and send specific runs now (the SDK's short-notice path), chaining included."""
@@ -206,11 +252,11 @@ class Dispatcher:
         )
 
     def _due_rows(
-        self, horizon_ms: int, report: DispatchReport, pool: ThreadPoolExecutor | None
+        self, fetch: PageFetch, report: DispatchReport, pool: ThreadPoolExecutor | None
     ) -> Iterator[RunRow]:
-        def fetch(shard: int, key: dict[str, Any] | None) -> tuple[list[RunRow], Any]:
+        def fetch_reported(shard: int, key: dict[str, Any] | None) -> tuple[list[RunRow], Any]:
             try:
-                return self.store.due_page(shard, horizon_ms, key, self.page_size)
+                return fetch(shard, key)
             except Exception as exc:
                 report_error(exc, "query", self.logger, self.metrics, shard=shard)
                 raise
@@ -218,7 +264,8 @@ class Dispatcher:
         def on_page(n: int) -> None:
             report.add(pages=1, found=n)
 
-        streams = [shard_rows(s, fetch, on_page, pool) for s in range(self.settings.shards)]
+        shards = range(self.settings.shards)
+        streams = [shard_rows(s, fetch_reported, on_page, pool) for s in shards]
         return by_lane(merged(streams), self.reorder_rows)
 
     def _stream(
@@ -226,8 +273,9 @@ class Dispatcher:
         rows: Iterator[RunRow],
         report: DispatchReport,
         time_left: Callable[[], float] | None,
-    ) -> None:
-        """Claim and send ``rows`` in batches, at most ``2 * concurrency`` batches in flight."""
+    ) -> int:
+        """Claim and send ``rows`` in batches, at most ``2 * concurrency`` batches in flight;
+        returns how many rows it took (the rest were read but left for the next tick)."""
         taken = 0
         in_flight: deque[Future[None]] = deque()
         with self._claim_pool() as pool:
@@ -244,7 +292,7 @@ class Dispatcher:
                     in_flight.popleft().result()  # wait for the oldest: bounds what is held
             for fut in in_flight:
                 fut.result()
-        report.add(left=report.found - taken)
+        return taken
 
     def _claim_pool(self) -> Any:
         if self.concurrency <= 1:

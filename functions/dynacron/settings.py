@@ -88,6 +88,10 @@ class Settings:
     retention_days: float = 30.0
     max_dispatches: int = 10
     max_retries: int = 8
+    # Adaptive look-ahead (dispatch.py): a poll that finished its window probes up to
+    # max_lookahead_s ahead and claims that far too when at least lookahead_backlog runs wait.
+    lookahead_backlog: int = 5000
+    max_lookahead_s: float = 900.0
     handlers: tuple[str, ...] = ()
     lane_queues: Mapping[str, str] = field(default_factory=dict)
     # Targets (targets.py, safehttp.py): what the worker may call, and how HTTP is fenced.
@@ -105,6 +109,13 @@ class Settings:
             )
         if self.lease_s <= 0:
             raise ConfigurationError("lease must be positive")
+        if not self.window_s <= self.max_lookahead_s <= 900:
+            raise ConfigurationError(
+                "max look-ahead must be window..900 s (SQS DelaySeconds), "
+                f"got {self.max_lookahead_s}"
+            )
+        if self.lookahead_backlog < 0:
+            raise ConfigurationError("lookahead backlog must be >= 0 (0: never look further)")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -124,6 +135,8 @@ class Settings:
             retention_days=_num(env, "DYNACRON_RETENTION_DAYS", 30.0),
             max_dispatches=int(_num(env, "DYNACRON_MAX_DISPATCHES", 10)),
             max_retries=int(_num(env, "DYNACRON_MAX_RETRIES", 8)),
+            lookahead_backlog=int(_num(env, "DYNACRON_LOOKAHEAD_BACKLOG", 5000)),
+            max_lookahead_s=_num(env, "DYNACRON_MAX_LOOKAHEAD_SECONDS", 900.0),
             handlers=tuple(
                 m.strip() for m in env.get("DYNACRON_HANDLERS", "").split(",") if m.strip()
             ),
