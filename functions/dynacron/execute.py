@@ -19,10 +19,12 @@ import math
 import random
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from pynamodb.exceptions import UpdateError
@@ -32,6 +34,7 @@ from .aws import report_error
 from .clock import Clock, SystemClock, from_ms, to_ms
 from .dispatch import Message, _clip, _is_condition_failure, send_dead_letter
 from .errors import HandlerTimeout, ValidationError
+from .heartbeat import BEATS_PER_LEASE, VISIBILITY_MARGIN_S, Heartbeat, Wait
 from .settings import Settings
 from .store import RunRow, Store, TaskRow, dumps
 from .types import (
@@ -81,6 +84,7 @@ class Executor:
         max_early_wait_s: float = 2.0,
         safety_margin_s: float = 3.0,
         targets: Any = None,
+        heartbeat_wait: Wait | None = None,
     ) -> None:
         self.store = store
         self.sqs = sqs
@@ -93,6 +97,7 @@ class Executor:
         self.max_early_wait_s = max_early_wait_s
         self.safety_margin_s = safety_margin_s
         self._targets = targets  # a targets.TargetInvoker; built on first use
+        self.heartbeat_wait = heartbeat_wait  # tests drive the heartbeat (heartbeat.Heartbeat)
 
     @property
     def targets(self) -> Any:
@@ -234,7 +239,8 @@ class Executor:
         if task.target:
             res = self._run_target(run, task, now, budget, receipt, queue_url)
         else:
-            ok, value, error = self._run_handler(run, task, now, budget)
+            with self._heartbeat(run, receipt, queue_url):
+                ok, value, error = self._run_handler(run, task, now, budget)
             res = (
                 self._succeed(run, value, now)
                 if ok
@@ -256,7 +262,7 @@ class Executor:
                     model.attempt.set(observed_attempt + 1),
                     model.starter.set(starter),
                     model.started_at.set(now_ms),
-                    model.due_at.set(now_ms + int((timeout + self.settings.lease_s) * 1000)),
+                    model.due_at.set(now_ms + self._running_lease_ms(timeout)),
                 ],
                 condition=(model.fence == run.fence)
                 & (model.status == run.status)
@@ -272,6 +278,52 @@ class Executor:
         self._metric("LatenessMs", "Milliseconds", lateness_ms)
         self._emit("started", run, lateness_ms=lateness_ms, attempt=int(run.attempt))
         self._log("info", "run started", run, lateness_ms=lateness_ms)
+        return True
+
+    # --- the heartbeat (heartbeat.py) -------------------------------------------------------
+
+    def _running_lease_ms(self, timeout: float) -> int:
+        """How long a started attempt holds its run before it counts as crashed."""
+        if self.settings.heartbeat_s > 0:
+            return int(self.settings.heartbeat_s * 1000)
+        return int((timeout + self.settings.lease_s) * 1000)
+
+    @contextmanager
+    def _heartbeat(self, run: RunRow, receipt: str | None, queue_url: str | None) -> Iterator[None]:
+        beat_s = self.settings.heartbeat_s
+        if beat_s <= 0:
+            yield
+            return
+        renew = partial(self._renew, run, receipt, queue_url)
+        # A finished record's message is not hidden longer: if its batch's invocation outlives
+        # the last renewal by heartbeat + margin, the message comes back, finds the run
+        # finished and is acked ("duplicate"): one extra receive, not one more call per run.
+        with Heartbeat(renew, beat_s / BEATS_PER_LEASE, self.heartbeat_wait):
+            yield
+
+    def _renew(self, run: RunRow, receipt: str | None, queue_url: str | None) -> bool:
+        """Extend the attempt's lease (only while it is still ours) and hide its message."""
+        model = self.store.models.Run
+        beat_s = self.settings.heartbeat_s
+        until_ms = to_ms(self.clock.now()) + int(beat_s * 1000)
+        condition = (
+            (model.fence == run.fence)
+            & (model.status == RunStatus.RUNNING.value)
+            & (model.starter == run.starter)
+        )
+        try:
+            # a fresh row object: the attempt's own row belongs to the thread running it
+            self.store.models.Run(run.pk, run.sk).update(
+                actions=[model.due_at.set(until_ms)], condition=condition
+            )
+        except UpdateError as exc:
+            if _is_condition_failure(exc):
+                self._log("warning", "lease lost: the run was taken over", run)
+                return False
+            ids = {"task_id": run.task_id, "run_id": run.run_id}
+            report_error(exc, "heartbeat", self.logger, self.metrics, **ids)
+            return True  # a failed renewal is retried at the next beat
+        self._change_visibility(queue_url, receipt, int(beat_s) + VISIBILITY_MARGIN_S)
         return True
 
     def _was_ours(self, run: RunRow, starter: str) -> bool:
@@ -335,7 +387,8 @@ class Executor:
         def call(payload: dict[str, Any], _ctx: RunContext) -> Any:
             return self.targets.invoke(target, payload, attempt, budget)
 
-        ok, outcome, error = run_with_timeout(call, json.loads(task.payload), ctx, budget)
+        with self._heartbeat(run, receipt, queue_url):
+            ok, outcome, error = run_with_timeout(call, json.loads(task.payload), ctx, budget)
         if not ok:  # the call overran the budget (or the invoker itself broke)
             outcome = failed(error or "failed")
         if outcome.ok:
