@@ -93,6 +93,10 @@ class FakeStore:
         return rows, ({"i": stop} if more else None)
 
 
+    def pending_ahead(self, shard: int, after_ms: int, horizon_ms: int, limit: int) -> int:
+        return 0  # every row lies inside the window: nothing beyond it for the look-ahead
+
+
 class CountingSQS:
     def __init__(self) -> None:
         self.sent = 0
