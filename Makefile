@@ -87,5 +87,11 @@ demo: install
 bench: install build
 	$(BIN)/python -m bench.run
 
+# The burst benchmark at small B (issue 12); BURST_SIZES=20000,100000 on a quiet machine.
+.PHONY: bench-burst
+BURST_SIZES ?= 500,2000
+bench-burst: install
+	$(BIN)/python -m bench.burst --sizes $(BURST_SIZES)
+
 clean:
 	rm -rf $(VENV) $(TOOLS) $(MINI) .aws-sam build *.egg-info functions/*.egg-info

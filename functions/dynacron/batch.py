@@ -1,7 +1,9 @@
 """An SQS batch → attempts, with Powertools batch processing (partial failures reported).
 
 Records of one batch run concurrently: they were delayed to become visible within the same
-second or two, and a handler that sleeps must not make its neighbours late.
+second or two, and a handler that sleeps must not make its neighbours late. A record that
+arrived early (DelaySeconds is whole seconds) waits for its own instant on the event loop,
+before it takes a thread: records never wait one after another, and none holds a thread idle.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from .clock import SystemClock
 from .execute import Executor, Outcome
 from .settings import Settings
 
@@ -78,6 +81,7 @@ def process_event(
     pool = pool or _pool
 
     async def record_handler(record: SQSRecord) -> str:
+        await wait_for_instant(executor, record.body)
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(
             pool,
@@ -96,6 +100,23 @@ def process_event(
     return async_process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )
+
+
+async def wait_for_instant(executor: Executor, body: str) -> None:
+    """Wait, on the event loop and not on a thread, until the record's run is due: every record
+    of a batch waits for its own instant at the same time, and a record due now starts at once
+    whatever its neighbours wait for. A clock may offer ``async_sleep`` (tests); an injected
+    clock without it advances at once through ``sleep``."""
+    wait = executor.early_wait_s(body)
+    if wait <= 0:
+        return
+    sleeper = getattr(executor.clock, "async_sleep", None)
+    if sleeper is not None:
+        await sleeper(wait)
+    elif isinstance(executor.clock, SystemClock):
+        await asyncio.sleep(wait)
+    else:
+        executor.clock.sleep(wait)
 
 
 def _time_left(context: Any) -> Callable[[], float]:

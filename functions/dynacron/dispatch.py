@@ -20,8 +20,9 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,6 +32,7 @@ from pynamodb.exceptions import PynamoDBException, TransactWriteError, UpdateErr
 from . import attempts
 from .aws import report_error
 from .clock import Clock, SystemClock, from_ms, to_ms
+from .duestream import PageFetch, by_lane, merged, shard_rows
 from .errors import ValidationError
 from .registry import NAME_PATTERN
 from .settings import Settings
@@ -39,6 +41,7 @@ from .types import CATCH_UP_LIMIT, MAX_ERROR_CHARS, MisfirePolicy, RunStatus, Ta
 
 MAX_DELAY_SECONDS = 900  # SQS DelaySeconds limit
 SEND_BATCH = 10  # SendMessageBatch limit
+TIME_RESERVE_S = 5.0  # a poll stops taking new batches with less time left than this
 MESSAGE_VERSION = 1
 _CLAIMED_STATES = (RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.RETRYING.value)
 _RACE_CODES = {"ConditionalCheckFailed"}
@@ -129,6 +132,9 @@ class DispatchReport:
     left: int = 0
     pages: int = 0
     deferred: int = 0  # claimed runs a rate limit held back for a later tick (limits.py)
+    stopped: int = 0  # 1 when the time budget ended the poll before the window was read
+    probed: int = 0  # pending runs counted beyond the window by the look-ahead probe
+    lookahead_s: int = 0  # how far ahead this poll claimed: the window, or max_lookahead_s
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **counts: int) -> None:
@@ -162,8 +168,12 @@ class Dispatcher:
         page_size: int = 500,
         logger: Any = None,
         metrics: Any = None,
+        reorder_rows: int | None = None,
     ) -> None:
-        """``logger`` and ``metrics`` (Powertools-like) receive every AWS error at ERROR level."""
+        """``logger`` and ``metrics`` (Powertools-like) receive every AWS error at ERROR level.
+
+        ``reorder_rows`` bounds the lane reorder buffer (default: one page).
+        """
         self.store = store
         self.sqs = sqs
         self.settings = settings
@@ -171,6 +181,7 @@ class Dispatcher:
         self.on_event = on_event
         self.concurrency = max(1, concurrency)
         self.page_size = page_size
+        self.reorder_rows = max(1, reorder_rows or page_size)
         self.logger = logger
         self.metrics = metrics
         self._triggers: dict[str, Any] = {}
@@ -178,22 +189,66 @@ class Dispatcher:
     # --- the poller's entry point --------------------------------------------------------
 
     def poll(self, time_left: Callable[[], float] | None = None) -> DispatchReport:
-        """Query every shard (in parallel, every page), then claim and send what is due.
+        """Stream every shard's due rows, earliest due first, claiming and sending as pages
+        arrive (see ``duestream`` for the order and the memory bound).
 
-        ``time_left`` returns the seconds this invocation may still use; when it runs low the
-        poller stops taking new work and reports the rest as ``left``.
+        ``time_left`` returns the seconds this invocation may still use; it is checked before
+        every batch, and when it runs low the poller stops reading and reports the rows it had
+        read but not claimed as ``left`` (and ``stopped=1``: more may remain unread; they stay
+        due for the next tick).
         """
         report = DispatchReport()
         now = self.clock.now()
         horizon_ms = to_ms(now + timedelta(seconds=self.settings.window_s))
-        shards = range(self.settings.shards)
+        far_ms = to_ms(now + timedelta(seconds=self.settings.max_lookahead_s))
         _ = self.store.client  # build the client once, before threads race to build their own
-        with ThreadPoolExecutor(max_workers=min(len(shards), 16)) as pool:
-            pages = list(pool.map(lambda s: self._query_shard(s, horizon_ms, report), shards))
-        rows = sorted((r for page in pages for r in page), key=lambda r: r.due_at or 0)
-        report.add(found=len(rows))
-        self._dispatch_rows(rows, report, time_left)
+        with self._read_pool() as pool:
+
+            def window(shard: int, key: dict[str, Any] | None) -> tuple[list[RunRow], Any]:
+                return self.store.due_page(shard, horizon_ms, key, self.page_size)
+
+            def beyond(shard: int, key: dict[str, Any] | None) -> tuple[list[RunRow], Any]:
+                return self.store.due_page_between(shard, horizon_ms, far_ms, key, self.page_size)
+
+            taken = self._stream(self._due_rows(window, report, pool), report, time_left)
+            report.add(lookahead_s=int(self.settings.window_s))
+            if self._backlog_ahead(horizon_ms, far_ms, report, pool, time_left):
+                # A burst is coming that one window could not send: claim it from now on,
+                # earliest first, so it is in SQS (DelaySeconds) before it falls due.
+                report.lookahead_s = int(self.settings.max_lookahead_s)
+                taken += self._stream(self._due_rows(beyond, report, pool), report, time_left)
+        report.add(left=report.found - taken)
         return report
+
+    def _backlog_ahead(
+        self,
+        horizon_ms: int,
+        far_ms: int,
+        report: DispatchReport,
+        pool: ThreadPoolExecutor | None,
+        time_left: Callable[[], float] | None,
+    ) -> bool:
+        """Whether at least ``lookahead_backlog`` pending runs wait in (horizon, far]: one
+        bounded Query page per shard, reading at most ``2 * backlog / shards`` items each (twice
+        the even share, so a moderately uneven spread over the shards still counts)."""
+        need = self.settings.lookahead_backlog
+        if need <= 0 or report.stopped or far_ms <= horizon_ms:
+            return False
+        if time_left is not None and time_left() < TIME_RESERVE_S:
+            return False
+        shards = range(self.settings.shards)
+        limit = math.ceil(2 * need / self.settings.shards)
+
+        def probe(shard: int) -> int:
+            try:
+                return self.store.pending_ahead(shard, horizon_ms, far_ms, limit)
+            except Exception as exc:
+                report_error(exc, "probe", self.logger, self.metrics, shard=shard)
+                raise
+
+        counts = list(pool.map(probe, shards) if pool is not None else map(probe, shards))
+        report.add(probed=sum(counts))
+        return sum(counts) >= need
 
     def dispatch(self, rows: Iterable[RunRow]) -> DispatchReport:
         """Claim and send specific runs now (the SDK's short-notice path), chaining included."""
@@ -203,19 +258,71 @@ class Dispatcher:
         self._dispatch_rows(rows, report, None)
         return report
 
-    def _query_shard(self, shard: int, horizon_ms: int, report: DispatchReport) -> list[RunRow]:
-        rows: list[RunRow] = []
-        last_key: dict[str, Any] | None = None
-        while True:
+    # --- streaming ------------------------------------------------------------------------
+
+    def _read_pool(self) -> Any:
+        # Prefetching overlaps the next page's round trip with claiming the current one. With
+        # one claim thread (in-process moto in unit tests is not thread-safe for a query beside a
+        # transaction) pages are read on the claiming thread instead.
+        if self.concurrency <= 1:
+            return nullcontext(None)
+        return ThreadPoolExecutor(
+            max_workers=min(self.settings.shards, 16), thread_name_prefix="dynacron-read"
+        )
+
+    def _due_rows(
+        self, fetch: PageFetch, report: DispatchReport, pool: ThreadPoolExecutor | None
+    ) -> Iterator[RunRow]:
+        def fetch_reported(shard: int, key: dict[str, Any] | None) -> tuple[list[RunRow], Any]:
             try:
-                page, last_key = self.store.due_page(shard, horizon_ms, last_key, self.page_size)
+                return fetch(shard, key)
             except Exception as exc:
                 report_error(exc, "query", self.logger, self.metrics, shard=shard)
                 raise
-            report.add(pages=1)
-            rows.extend(page)
-            if not last_key:  # a missed page is a lost run: follow LastEvaluatedKey to the end
-                return rows
+
+        def on_page(n: int) -> None:
+            report.add(pages=1, found=n)
+
+        shards = range(self.settings.shards)
+        streams = [shard_rows(s, fetch_reported, on_page, pool) for s in shards]
+        return by_lane(merged(streams), self.reorder_rows)
+
+    def _stream(
+        self,
+        rows: Iterator[RunRow],
+        report: DispatchReport,
+        time_left: Callable[[], float] | None,
+    ) -> int:
+        """Claim and send ``rows`` in batches, at most ``2 * concurrency`` batches in flight;
+        returns how many rows it took (the rest were read but left for the next tick)."""
+        taken = 0
+        in_flight: deque[Future[None]] = deque()
+        with self._claim_pool() as pool:
+            for chunk in _chunks(rows, SEND_BATCH):
+                if time_left is not None and time_left() < TIME_RESERVE_S:
+                    report.add(stopped=1)
+                    break
+                taken += len(chunk)
+                if pool is None:
+                    self._claim_and_send(chunk, report)
+                    continue
+                in_flight.append(pool.submit(self._claim_and_send, chunk, report))
+                if len(in_flight) >= 2 * self.concurrency:
+                    in_flight.popleft().result()  # wait for the oldest: bounds what is held
+            for fut in in_flight:
+                fut.result()
+        return taken
+
+    def _claim_pool(self) -> Any:
+        if self.concurrency <= 1:
+            return nullcontext(None)
+        return ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="dynacron-claim")
+
+    def _claim_and_send(self, chunk: list[RunRow], report: DispatchReport) -> None:
+        claimed: list[_Claimed] = []
+        for row in chunk:
+            claimed.extend(self._process(row, report))
+        self._send(claimed, report)
 
     def _dispatch_rows(
         self, rows: list[RunRow], report: DispatchReport, time_left: Callable[[], float] | None
@@ -223,13 +330,10 @@ class Dispatcher:
         chunks = [rows[i : i + SEND_BATCH] for i in range(0, len(rows), SEND_BATCH)]
 
         def work(chunk: list[RunRow]) -> None:
-            if time_left is not None and time_left() < 5.0:
+            if time_left is not None and time_left() < TIME_RESERVE_S:
                 report.add(left=len(chunk))
                 return
-            claimed: list[_Claimed] = []
-            for row in chunk:
-                claimed.extend(self._process(row, report))
-            self._send(claimed, report)
+            self._claim_and_send(chunk, report)
 
         if len(chunks) <= 1:
             for chunk in chunks:
@@ -570,6 +674,17 @@ class Dispatcher:
 
 def _ids(row: RunRow) -> dict[str, str]:
     return {"task_id": row.task_id, "run_id": row.run_id}
+
+
+def _chunks(rows: Iterator[RunRow], size: int) -> Iterator[list[RunRow]]:
+    chunk: list[RunRow] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def delay_seconds(scheduled_ms: int, now_ms: int) -> int:

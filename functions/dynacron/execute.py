@@ -19,10 +19,12 @@ import math
 import random
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from pynamodb.exceptions import UpdateError
@@ -32,6 +34,7 @@ from .aws import report_error
 from .clock import Clock, SystemClock, from_ms, to_ms
 from .dispatch import Message, _clip, _is_condition_failure, send_dead_letter
 from .errors import HandlerTimeout, ValidationError
+from .heartbeat import BEATS_PER_LEASE, VISIBILITY_MARGIN_S, Heartbeat, Wait
 from .settings import Settings
 from .store import Action, RunRow, Store, TaskRow, dumps, start_ms
 from .types import (
@@ -82,6 +85,7 @@ class Executor:
         safety_margin_s: float = 3.0,
         targets: Any = None,
         concurrency_wait_s: int = 10,
+        heartbeat_wait: Wait | None = None,
     ) -> None:
         self.store = store
         self.sqs = sqs
@@ -96,6 +100,7 @@ class Executor:
         self._targets = targets  # a targets.TargetInvoker; built on first use
         # A run whose limit is at its concurrency is hidden this long, then tries again.
         self.concurrency_wait_s = concurrency_wait_s
+        self.heartbeat_wait = heartbeat_wait  # tests drive the heartbeat (heartbeat.Heartbeat)
 
     @property
     def targets(self) -> Any:
@@ -106,6 +111,18 @@ class Executor:
         return self._targets
 
     # --- entry point ---------------------------------------------------------------------
+
+    def early_wait_s(self, body: str) -> float:
+        """Seconds until this message's run is due, when it arrived early by no more than
+        ``max_early_wait_s`` (else 0: ``execute`` hides a message that is earlier than that
+        again, and starts one that is due). Lets a batch wait for each record's own instant
+        concurrently, before a thread is given to it (``batch.process_event``)."""
+        try:
+            msg = Message.parse(body)
+        except ValidationError:
+            return 0.0
+        wait = (msg.scheduled_for - to_ms(self.clock.now())) / 1000.0
+        return wait if 0 < wait <= self.max_early_wait_s else 0.0
 
     def execute(
         self,
@@ -270,7 +287,8 @@ class Executor:
         if task.target:
             res = self._run_target(run, task, now, budget, receipt, queue_url)
         else:
-            ok, value, error = self._run_handler(run, task, now, budget)
+            with self._heartbeat(run, receipt, queue_url):
+                ok, value, error = self._run_handler(run, task, now, budget)
             res = (
                 self._succeed(run, value, now)
                 if ok
@@ -331,7 +349,7 @@ class Executor:
             model.attempt.set(observed_attempt + 1),
             model.starter.set(starter),
             model.started_at.set(now_ms),
-            model.due_at.set(now_ms + int((timeout + self.settings.lease_s) * 1000)),
+            model.due_at.set(now_ms + self._running_lease_ms(timeout)),
         ]
         if throttled_ms:
             actions.append(model.throttled_ms.set(throttled_ms))
@@ -380,6 +398,52 @@ class Executor:
             emit(self.metrics, "LimitRunsStarted", "Count", 1, limit=str(run.limit))
             emit(self.metrics, "LimitThrottledMs", "Milliseconds", throttled_ms,
                  limit=str(run.limit))
+
+    # --- the heartbeat (heartbeat.py) -------------------------------------------------------
+
+    def _running_lease_ms(self, timeout: float) -> int:
+        """How long a started attempt holds its run before it counts as crashed."""
+        if self.settings.heartbeat_s > 0:
+            return int(self.settings.heartbeat_s * 1000)
+        return int((timeout + self.settings.lease_s) * 1000)
+
+    @contextmanager
+    def _heartbeat(self, run: RunRow, receipt: str | None, queue_url: str | None) -> Iterator[None]:
+        beat_s = self.settings.heartbeat_s
+        if beat_s <= 0:
+            yield
+            return
+        renew = partial(self._renew, run, receipt, queue_url)
+        # A finished record's message is not hidden longer: if its batch's invocation outlives
+        # the last renewal by heartbeat + margin, the message comes back, finds the run
+        # finished and is acked ("duplicate"): one extra receive, not one more call per run.
+        with Heartbeat(renew, beat_s / BEATS_PER_LEASE, self.heartbeat_wait):
+            yield
+
+    def _renew(self, run: RunRow, receipt: str | None, queue_url: str | None) -> bool:
+        """Extend the attempt's lease (only while it is still ours) and hide its message."""
+        model = self.store.models.Run
+        beat_s = self.settings.heartbeat_s
+        until_ms = to_ms(self.clock.now()) + int(beat_s * 1000)
+        condition = (
+            (model.fence == run.fence)
+            & (model.status == RunStatus.RUNNING.value)
+            & (model.starter == run.starter)
+        )
+        try:
+            # a fresh row object: the attempt's own row belongs to the thread running it
+            self.store.models.Run(run.pk, run.sk).update(
+                actions=[model.due_at.set(until_ms)], condition=condition
+            )
+        except UpdateError as exc:
+            if _is_condition_failure(exc):
+                self._log("warning", "lease lost: the run was taken over", run)
+                return False
+            ids = {"task_id": run.task_id, "run_id": run.run_id}
+            report_error(exc, "heartbeat", self.logger, self.metrics, **ids)
+            return True  # a failed renewal is retried at the next beat
+        self._change_visibility(queue_url, receipt, int(beat_s) + VISIBILITY_MARGIN_S)
+        return True
 
     def _was_ours(self, run: RunRow, starter: str) -> bool:
         """A lost response made botocore retry our start, whose condition then failed on the
@@ -444,7 +508,8 @@ class Executor:
         def call(payload: dict[str, Any], _ctx: RunContext) -> Any:
             return self.targets.invoke(target, payload, attempt, budget)
 
-        ok, outcome, error = run_with_timeout(call, json.loads(task.payload), ctx, budget)
+        with self._heartbeat(run, receipt, queue_url):
+            ok, outcome, error = run_with_timeout(call, json.loads(task.payload), ctx, budget)
         if not ok:  # the call overran the budget (or the invoker itself broke)
             outcome = failed(error or "failed")
         if outcome.ok:

@@ -94,6 +94,13 @@ class Settings:
     connect_timeout_s: float = 2.0
     read_timeout_s: float = 10.0
     sdk_max_retries: int = 2
+    # Adaptive look-ahead (dispatch.py): a poll that finished its window probes up to
+    # max_lookahead_s ahead and claims that far too when at least lookahead_backlog runs wait.
+    lookahead_backlog: int = 5000
+    max_lookahead_s: float = 900.0
+    # A running attempt's lease, renewed by the worker's heartbeat (heartbeat.py); 0: no
+    # heartbeat, the attempt holds its run for timeout + lease as before.
+    heartbeat_s: float = 30.0
     handlers: tuple[str, ...] = ()
     lane_queues: Mapping[str, str] = field(default_factory=dict)
     # Targets (targets.py, safehttp.py): what the worker may call, and how HTTP is fenced.
@@ -115,6 +122,18 @@ class Settings:
             raise ConfigurationError("connect and read timeouts must be positive")
         if self.max_retries < 0 or self.sdk_max_retries < 0:
             raise ConfigurationError("retry counts must be ≥ 0")
+
+        if not self.window_s <= self.max_lookahead_s <= 900:
+            raise ConfigurationError(
+                "max look-ahead must be window..900 s (SQS DelaySeconds), "
+                f"got {self.max_lookahead_s}"
+            )
+        if self.heartbeat_s != 0 and not 3 <= self.heartbeat_s <= 3600:
+            raise ConfigurationError(
+                f"heartbeat must be 0 (off) or 3..3600 s, got {self.heartbeat_s}"
+            )
+        if self.lookahead_backlog < 0:
+            raise ConfigurationError("lookahead backlog must be >= 0 (0: never look further)")
 
     def for_sdk(self) -> Settings:
         """These settings with the SDK's retry count in ``max_retries`` (what the clients use)."""
@@ -141,6 +160,9 @@ class Settings:
             connect_timeout_s=_num(env, "DYNACRON_CONNECT_TIMEOUT_SECONDS", 2.0),
             read_timeout_s=_num(env, "DYNACRON_READ_TIMEOUT_SECONDS", 10.0),
             sdk_max_retries=int(_num(env, "DYNACRON_SDK_MAX_RETRIES", 2)),
+            lookahead_backlog=int(_num(env, "DYNACRON_LOOKAHEAD_BACKLOG", 5000)),
+            max_lookahead_s=_num(env, "DYNACRON_MAX_LOOKAHEAD_SECONDS", 900.0),
+            heartbeat_s=_num(env, "DYNACRON_HEARTBEAT_SECONDS", 30.0),
             handlers=tuple(
                 m.strip() for m in env.get("DYNACRON_HANDLERS", "").split(",") if m.strip()
             ),

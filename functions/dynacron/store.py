@@ -361,6 +361,42 @@ class Store:
         rows = [model.from_raw_data(item) for item in page.get("Items", [])]
         return rows, result.page_iter.last_evaluated_key, int(page.get("ScannedCount", 0))
 
+    def due_page_between(
+        self,
+        shard: int,
+        after_ms: int,
+        horizon_ms: int,
+        last_key: dict[str, Any] | None,
+        page_size: int = 500,
+    ) -> tuple[list[RunRow], dict[str, Any] | None]:
+        """One page of ``shard``'s due index with ``after_ms < due_at <= horizon_ms``."""
+        run = self.models.Run
+        result = run.due_index.query(
+            shard,
+            run.due_at.between(after_ms + 1, horizon_ms),
+            last_evaluated_key=last_key,
+            page_size=page_size,
+        )
+        page = next(result.page_iter, None) or {}
+        rows = [run.from_raw_data(item) for item in page.get("Items", [])]
+        return rows, result.page_iter.last_evaluated_key
+
+    def pending_ahead(self, shard: int, after_ms: int, horizon_ms: int, limit: int) -> int:
+        """How many of the first ``limit`` index rows of ``shard`` in (after, horizon] are
+        ``pending``: one Query page, so it never reads more than ``limit`` items."""
+        from .types import RunStatus
+
+        run = self.models.Run
+        result = run.due_index.query(
+            shard,
+            run.due_at.between(after_ms + 1, horizon_ms),
+            filter_condition=run.status == RunStatus.PENDING.value,
+            attributes_to_get=["due_at"],
+            page_size=max(1, limit),
+        )
+        page = next(result.page_iter, None) or {}
+        return int(page.get("Count", 0))
+
     def pending_run(
         self,
         source: TaskRow | RunRow,

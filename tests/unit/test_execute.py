@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -142,6 +143,7 @@ def test_stale_fence_is_acknowledged_without_running(env):
 
 
 def test_failure_retries_with_exponential_backoff_then_goes_dead_with_dlq_record(env):
+    env.settings = replace(env.settings, heartbeat_s=0)  # backoff only (see test_heartbeat.py)
     policy = RetryPolicy(max_attempts=3, backoff_base=2, backoff_max=300, jitter=0)
     s, t, msg = one_message(env, "exec-fail", retry=policy)
     outcomes = []

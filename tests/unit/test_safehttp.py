@@ -180,6 +180,7 @@ def test_fails_first_n_times_then_succeeds_with_the_same_key_and_a_valid_signatu
 
 
 def test_429_retries_no_sooner_than_retry_after(local, hook):
+    local.settings = replace(local.settings, heartbeat_s=0)  # backoff only (test_heartbeat.py)
     s, t, msg = schedule(local, Http(hook.url("busy")))
     res = attempt(local, msg)
     assert res.outcome is Outcome.RETRY

@@ -223,6 +223,7 @@ def test_sqs_standard_success_carries_the_key_and_the_payload_only(env, aws):
 
 
 def test_sqs_fifo_throttled_then_sent_with_the_same_dedup_id(env, aws):
+    env.settings = replace(env.settings, heartbeat_s=0)  # backoff only (test_heartbeat.py)
     url = aws["sqs"].create_queue(QueueName="jobs.fifo", Attributes={"FifoQueue": "true"})[
         "QueueUrl"
     ]
@@ -458,6 +459,7 @@ def test_lambda_mapping_that_does_not_import_is_dead(env):
 
 
 def test_lambda_throttle_retries_no_sooner_than_retry_after(env):
+    env.settings = replace(env.settings, heartbeat_s=0)  # backoff only (test_heartbeat.py)
     throttled = client_error("TooManyRequestsException", 429, {"retry-after": "45"})
     flaky = Flaky(LocalLambda({"f": lambda e, c: "done"}), "invoke", 1, throttled)
     invoker = TargetInvoker(env.settings, clients={"lambda": flaky})
