@@ -321,7 +321,7 @@ def test_sigint_lets_the_inflight_run_finish_and_deletes_nothing_unprocessed(
     err = rt.stderr()
     assert "1 in-flight batch finished" in err, err[-2000:]
     # The queued run's message was neither processed nor deleted.
-    assert "1 message on the work queue not processed" in err, err[-2000:]
+    assert "1 message on the work queues not processed" in err, err[-2000:]
     assert "lived in memory and is gone" in err, err[-2000:]
 
 

@@ -21,16 +21,11 @@ import pytest
 
 import dynacron.testing
 from dynacron import At, Cron, Every, RetryPolicy, handler
+from helpers.screenshots import screenshot_dir
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-# Screenshots go to an ignored directory; DYNACRON_UPDATE_SCREENSHOTS=1 writes the README's
-# (tracked) docs/ui-*.png instead, so a test run does not rewrite tracked files.
-SHOTS = (
-    ROOT / "docs"
-    if os.environ.get("DYNACRON_UPDATE_SCREENSHOTS") == "1"
-    else ROOT / ".pytest-results" / "screenshots"
-)
+SHOTS = screenshot_dir()
 T0 = datetime(2026, 6, 1, 6, 0, 0, tzinfo=UTC)
 CHROME_FLAGS = (
     "--headless",

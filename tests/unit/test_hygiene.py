@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load(relpath: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(Path(relpath).stem, ROOT / relpath)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _ignored(path: Path) -> bool:
@@ -42,10 +32,13 @@ def test_the_reliability_figures_go_to_an_ignored_file() -> None:
 
 def test_screenshots_go_to_docs_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DYNACRON_UPDATE_SCREENSHOTS", raising=False)
-    shots = _load("tests/integration/test_ui_browser.py").SHOTS
-    assert _ignored(shots / "ui-task.png")
+    # Not by importing the browser test: its module registers handlers of its own.
+    from helpers.screenshots import screenshot_dir
+
+    assert _ignored(screenshot_dir() / "ui-task.png")
     monkeypatch.setenv("DYNACRON_UPDATE_SCREENSHOTS", "1")
-    assert _load("tests/integration/test_ui_browser.py").SHOTS == ROOT / "docs"
+    assert screenshot_dir() == ROOT / "docs"
+    assert "SHOTS = screenshot_dir()" in (ROOT / "tests/integration/test_ui_browser.py").read_text()
 
 
 def test_the_library_carries_no_test_doubles() -> None:
