@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,6 +13,7 @@ from typing import Any
 
 import boto3
 import pytest
+from test_local_runtime import wait_for
 
 from dynacron import At, RetryPolicy, RunStatus, Scheduler
 from dynacron.execute import idempotency_key
@@ -70,17 +70,6 @@ def runtime(monkeypatch) -> Iterator[Any]:
         rt.stop()  # stops its server too
 
 
-def wait_for(what: str, probe: Any, timeout: float = 40.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
 def test_every_target_runs_locally(runtime):
     kw = {
         "endpoint_url": runtime.settings.endpoint_url,
@@ -127,7 +116,7 @@ def test_every_target_runs_locally(runtime):
             runs = {k: s.runs(t.task_id)[0] for k, t in tasks.items()}
             return runs if all(r.status.terminal for r in runs.values()) else None
 
-        runs = wait_for("every target run to finish", finished)
+        runs = wait_for("every target run to finish", finished, timeout=40.0)
         assert {k: r.status for k, r in runs.items()} == dict.fromkeys(
             targets, RunStatus.SUCCEEDED
         ), {k: r.error for k, r in runs.items()}

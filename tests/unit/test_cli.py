@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from dynacron import At
-from dynacron.cli import _Config, cli
+from dynacron.cli import cli
+from helpers.cli import checked, clear_config_env
 
 UNREGISTERED = "cli-no-such-handler"
 
@@ -19,19 +20,10 @@ UNREGISTERED = "cli-no-such-handler"
 @pytest.fixture
 def dc(env, monkeypatch):
     """Invoke the CLI with the env's resources; check the exit code and the error contract."""
-    for name in ("AWS_ENDPOINT_URL", "DYNACRON_TABLE", "DYNACRON_QUEUE_URL", "DYNACRON_DLQ_URL"):
-        monkeypatch.delenv(name, raising=False)
-    runner = CliRunner()
-    s = env.settings
-    base = ["--table", s.table_name, "--queue-url", s.queue_url, "--dlq-url", s.dlq_url]
-    base += ["--region", "us-east-1"]
-
-    shared = _Config(s.table_name, s.queue_url, s.dlq_url, None, "us-east-1")  # reuses clients
+    clear_config_env(monkeypatch)
 
     def invoke(*args: str, code: int = 0, config: bool = True, input: str | None = None):
-        argv = [*base, *args] if config else list(args)
-        result = runner.invoke(cli, argv, input=input, obj=shared)
-        assert result.exit_code == code, (result.output, result.exception)
+        result = checked(env, *args, code=code, flags=config, input=input, columns=None)
         assert "Traceback" not in result.output
         if code:
             lines = result.stderr.strip().splitlines()

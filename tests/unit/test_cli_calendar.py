@@ -5,24 +5,17 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from dynacron.cli import _Config, cli
+from helpers.cli import checked, clear_config_env
 
 
 @pytest.fixture
 def run(env, monkeypatch):
-    for name in ("AWS_ENDPOINT_URL", "DYNACRON_TABLE", "DYNACRON_QUEUE_URL", "DYNACRON_DLQ_URL"):
-        monkeypatch.delenv(name, raising=False)
-    s = env.settings
-    base = ["--table", s.table_name, "--queue-url", s.queue_url, "--dlq-url", s.dlq_url,
-            "--region", "us-east-1"]  # fmt: skip
-    shared = _Config(s.table_name, s.queue_url, s.dlq_url, None, "us-east-1")
+    clear_config_env(monkeypatch)
 
     def invoke(*args: str, code: int = 0) -> str:
         # an 80-column terminal: the tables must fit it
-        result = CliRunner(env={"COLUMNS": "80"}).invoke(cli, [*base, *args], obj=shared)
-        assert result.exit_code == code, (result.output, result.exception)
+        result = checked(env, *args, code=code)
         return result.stdout if code == 0 else result.stderr
 
     return invoke

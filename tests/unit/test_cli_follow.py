@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 
-from click.testing import CliRunner
-
 from dynacron import At, Every, handler
-from dynacron.cli import _Config, cli
 from dynacron.clock import FrozenClock
+from helpers.cli import invoke
 
 
 @handler("follow-ok")
@@ -30,10 +28,7 @@ class _WorkingClock(FrozenClock):
 
 
 def _invoke(env, scheduler, *args: str):
-    s = env.settings
-    cfg = _Config(s.table_name, s.queue_url, s.dlq_url, None, "us-east-1", scheduler)
-    argv = ["--table", s.table_name, "--queue-url", s.queue_url, "--dlq-url", s.dlq_url]
-    return CliRunner().invoke(cli, [*argv, "--region", "us-east-1", *args], obj=cfg)
+    return invoke(env, *args, scheduler=scheduler, columns=None)
 
 
 def test_follow_prints_each_run_as_it_finishes_then_stops_at_count(env):

@@ -6,11 +6,10 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from click.testing import CliRunner
 
 import dynacron.testing
 from dynacron import At, Every, RetryPolicy, handler
-from dynacron.cli import _Config, cli
+from helpers.cli import checked
 
 T0 = datetime(2026, 5, 4, 10, 0, 0, tzinfo=UTC)
 
@@ -35,14 +34,7 @@ def env():
 
 
 def invoke(env, *args: str, columns: int = 80):
-    s = env.settings
-    cfg = _Config(s.table_name, s.queue_url, s.dlq_url, None, "us-east-1", env.scheduler)
-    argv = ["--table", s.table_name, "--queue-url", s.queue_url, "--dlq-url", s.dlq_url]
-    out = CliRunner().invoke(
-        cli, [*argv, "--region", "us-east-1", *args], obj=cfg, env={"COLUMNS": str(columns)}
-    )
-    assert out.exit_code == 0, (out.output, out.exception)
-    return out.stdout
+    return checked(env, *args, scheduler=env.scheduler, columns=columns).stdout
 
 
 def test_stats_json_has_every_figure_in_iso_and_seconds(env):

@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from click.testing import CliRunner
 
 import dynacron.testing
 from dynacron import At, Cron, RetryPolicy, handler
-from dynacron.cli import _Config, cli
+from helpers.cli import checked
 
 T0 = datetime(2026, 7, 1, 6, 0, 0, tzinfo=UTC)
 LONG_ID = "nightly-invoice-export-for-the-emea-region-accounts-payable-team"
@@ -40,14 +39,7 @@ def env(monkeypatch):
 
 
 def cli_out(env, *args: str, columns: int = 80) -> str:
-    s = env.settings
-    cfg = _Config(s.table_name, s.queue_url, s.dlq_url, None, "us-east-1", env.scheduler)
-    argv = ["--table", s.table_name, "--queue-url", s.queue_url, "--dlq-url", s.dlq_url]
-    out = CliRunner().invoke(
-        cli, [*argv, "--region", "us-east-1", *args], obj=cfg, env={"COLUMNS": str(columns)}
-    )
-    assert out.exit_code == 0, (out.output, out.exception)
-    return out.stdout
+    return checked(env, *args, scheduler=env.scheduler, columns=columns).stdout
 
 
 def widest(text: str) -> int:

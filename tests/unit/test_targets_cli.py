@@ -8,26 +8,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from click.testing import CliRunner
 
-from dynacron.cli import _Config, cli
+from dynacron.cli import cli
 from dynacron.targets import EventBus, Http, Lambda, Sqs
+from helpers.cli import checked, clear_config_env
 
 FN = "arn:aws:lambda:us-east-1:123456789012:function:report"
 
 
 @pytest.fixture
 def dc(env, monkeypatch):
-    for name in ("AWS_ENDPOINT_URL", "DYNACRON_TABLE", "DYNACRON_QUEUE_URL", "DYNACRON_DLQ_URL"):
-        monkeypatch.delenv(name, raising=False)
-    s = env.settings
-    shared = _Config(s.table_name, s.queue_url, s.dlq_url, None, "us-east-1")
-    runner = CliRunner()
-    base = ["--table", s.table_name, "--queue-url", s.queue_url, "--dlq-url", s.dlq_url]
-    base += ["--region", "us-east-1"]
+    clear_config_env(monkeypatch)
 
     def invoke(*args: str, code: int = 0):
-        result = runner.invoke(cli, [*base, *args], obj=shared)
-        assert result.exit_code == code, (result.output, result.exception)
-        return result
+        return checked(env, *args, code=code)
 
     return invoke
 
