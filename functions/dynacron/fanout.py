@@ -81,7 +81,7 @@ class ShardTick:
                 "event.shards", f"must be a non-empty list of shards in 0..{shard_count - 1}"
             )
         tick_at = event.get("tick_at")
-        if not _is_int(tick_at) or not 0 <= tick_at < 10**13:
+        if not isinstance(tick_at, int) or isinstance(tick_at, bool) or not 0 <= tick_at < 10**13:
             raise ValidationError("event.tick_at", "must be epoch milliseconds (int)")
         return cls(tuple(shards), tick_at)
 
