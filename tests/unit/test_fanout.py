@@ -246,3 +246,45 @@ def test_a_poll_refuses_shards_outside_the_index(env, bad):
     with pytest.raises(ValidationError) as err:
         env.dispatcher().poll(shards=bad)
     assert err.value.field == "shards"
+
+
+# --- the template ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tpl() -> dict[str, Any]:
+    from dynacron.local.provision import find_template, load_template
+
+    return load_template(find_template())
+
+
+def test_the_template_wires_the_fan_out_off_by_default(tpl):
+    param = tpl["Parameters"]["PollerFanout"]
+    assert (param["Default"], param["MinValue"], param["MaxValue"]) == (1, 1, 256)
+    env = tpl["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["DYNACRON_POLLER_FANOUT"] == {"Ref": "PollerFanout"}
+    assert Settings.from_env({"DYNACRON_POLLER_FANOUT": "4"}).poller_fanout == 4
+    assert tpl["Conditions"]["FanOutPollers"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "PollerFanout"}, 1]}]
+    }
+
+
+def test_the_fan_out_grant_is_one_action_on_the_pollers_own_arn_only_when_used(tpl):
+    policy = tpl["Resources"]["PollerFanoutPolicy"]
+    assert policy["Condition"] == "FanOutPollers"
+    props = policy["Properties"]
+    assert props["Roles"] == [{"Ref": "PollerFunctionRole"}]
+    (statement,) = props["PolicyDocument"]["Statement"]
+    assert statement["Action"] == ["lambda:InvokeFunction"]
+    assert statement["Resource"] == [{"Fn::GetAtt": ["PollerFunction", "Arn"]}]
+
+
+def test_late_or_failed_ticks_are_not_retried_by_lambda(tpl):
+    config = tpl["Resources"]["PollerFunction"]["Properties"]["EventInvokeConfig"]
+    assert config == {"MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": 60}
+
+
+def test_a_rule_refuses_one_provisioned_poller(tpl):
+    (assertion,) = tpl["Rules"]["ProvisionedPollersRange"]["Assertions"]
+    assert assertion["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "MinimumPollers"}, "1"]}]}
+    assert "2..200" in assertion["AssertDescription"]
