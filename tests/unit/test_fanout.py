@@ -288,3 +288,22 @@ def test_a_rule_refuses_one_provisioned_poller(tpl):
     (assertion,) = tpl["Rules"]["ProvisionedPollersRange"]["Assertions"]
     assert assertion["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "MinimumPollers"}, "1"]}]}
     assert "2..200" in assertion["AssertDescription"]
+
+
+def test_a_group_looks_ahead_when_its_share_of_the_backlog_waits(env):
+    """6 runs wait 600 s ahead, all in shards 0-1; the backlog threshold is 8 over 4 shards.
+    The whole index holds fewer than 8, but group 0-1 holds more than its share (4)."""
+    from dynacron.store import shard_of
+
+    env.settings = replace(env.settings, lookahead_backlog=8)
+    quiet = Scheduler(settings=replace(env.settings, queue_url=None), clock=env.clock,
+                      sqs=env.sqs)
+    at = At(env.clock.now() + timedelta(seconds=600))
+    ids = [f"ahead{i}" for i in range(200) if shard_of(f"ahead{i}", 4) in (0, 1)][:6]
+    assert {shard_of(t, 4) for t in ids} == {0, 1}
+    for task_id in ids:
+        quiet.schedule("fanout-noop", {}, trigger=at, task_id=task_id)
+    assert env.dispatcher().poll().lookahead_s == 90  # 6 < 8: not a burst for the whole index
+    assert env.dispatcher().poll(shards=[2, 3]).lookahead_s == 90  # nothing in its shards
+    group = env.dispatcher().poll(shards=[0, 1])
+    assert group.lookahead_s == 900 and sorted(_sent(env)) == sorted(ids)
