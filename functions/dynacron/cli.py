@@ -12,6 +12,7 @@ Commands::
                   [--tz TZ] [-n 5] [--after ISO]
     dynacron dlq list | dlq redrive (--all | TASK_ID RUN_ID)
     dynacron local [--port 8765] [--handlers mod[,mod]] [--demo] [--duration S] [--shards N]
+                   [--pollers N]
 
 Configuration comes from the group options or the environment: ``--table`` (DYNACRON_TABLE),
 ``--queue-url`` (DYNACRON_QUEUE_URL), ``--dlq-url`` (DYNACRON_DLQ_URL), ``--endpoint-url``
@@ -1417,6 +1418,13 @@ def limits_clear(cfg: _Config, name: str) -> None:
 )
 @click.option("--shards", type=click.IntRange(1, 1000), help="Due-index shards.")
 @click.option(
+    "--pollers",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="Poller loops, each polling its own group of shards (the template's PollerFanout).",
+)
+@click.option(
     "--lambda",
     "lambdas",
     multiple=True,
@@ -1437,6 +1445,7 @@ def local(
     shards: int | None,
     state: str | None,
     lambdas: tuple[str, ...] = (),
+    pollers: int = 1,
 ) -> int:
     """Run the whole system on an embedded moto server (no Docker, no account)."""
     import importlib
@@ -1462,6 +1471,7 @@ def local(
         duration=duration,
         shards=shards,
         state=state,
+        pollers=pollers,
     )
     return int(code or 0)
 

@@ -20,7 +20,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -135,6 +135,7 @@ class DispatchReport:
     stopped: int = 0  # 1 when the time budget ended the poll before the window was read
     probed: int = 0  # pending runs counted beyond the window by the look-ahead probe
     lookahead_s: int = 0  # how far ahead this poll claimed: the window, or max_lookahead_s
+    shards: int = 0  # how many shards this poll read (all, or its fan-out group: fanout.py)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **counts: int) -> None:
@@ -188,7 +189,11 @@ class Dispatcher:
 
     # --- the poller's entry point --------------------------------------------------------
 
-    def poll(self, time_left: Callable[[], float] | None = None) -> DispatchReport:
+    def poll(
+        self,
+        time_left: Callable[[], float] | None = None,
+        shards: Sequence[int] | None = None,
+    ) -> DispatchReport:
         """Stream every shard's due rows, earliest due first, claiming and sending as pages
         arrive (see ``duestream`` for the order and the memory bound).
 
@@ -196,13 +201,18 @@ class Dispatcher:
         every batch, and when it runs low the poller stops reading and reports the rows it had
         read but not claimed as ``left`` (and ``stopped=1``: more may remain unread; they stay
         due for the next tick).
+
+        ``shards`` limits the poll to those shards of the due index (a fan-out group,
+        ``fanout.py``); None reads all of them. Polls of overlapping groups stay safe: every
+        claim is conditional.
         """
-        report = DispatchReport()
+        owned = _owned_shards(shards, self.settings.shards)
+        report = DispatchReport(shards=len(owned))
         now = self.clock.now()
         horizon_ms = to_ms(now + timedelta(seconds=self.settings.window_s))
         far_ms = to_ms(now + timedelta(seconds=self.settings.max_lookahead_s))
         _ = self.store.client  # build the client once, before threads race to build their own
-        with self._read_pool() as pool:
+        with self._read_pool(len(owned)) as pool:
 
             def window(shard: int, key: dict[str, Any] | None) -> tuple[list[RunRow], Any]:
                 return self.store.due_page(shard, horizon_ms, key, self.page_size)
@@ -210,13 +220,15 @@ class Dispatcher:
             def beyond(shard: int, key: dict[str, Any] | None) -> tuple[list[RunRow], Any]:
                 return self.store.due_page_between(shard, horizon_ms, far_ms, key, self.page_size)
 
-            taken = self._stream(self._due_rows(window, report, pool), report, time_left)
+            taken = self._stream(self._due_rows(window, report, pool, owned), report, time_left)
             report.add(lookahead_s=int(self.settings.window_s))
-            if self._backlog_ahead(horizon_ms, far_ms, report, pool, time_left):
+            if self._backlog_ahead(horizon_ms, far_ms, report, pool, time_left, owned):
                 # A burst is coming that one window could not send: claim it from now on,
                 # earliest first, so it is in SQS (DelaySeconds) before it falls due.
                 report.lookahead_s = int(self.settings.max_lookahead_s)
-                taken += self._stream(self._due_rows(beyond, report, pool), report, time_left)
+                taken += self._stream(
+                    self._due_rows(beyond, report, pool, owned), report, time_left
+                )
         report.add(left=report.found - taken)
         return report
 
@@ -227,17 +239,19 @@ class Dispatcher:
         report: DispatchReport,
         pool: ThreadPoolExecutor | None,
         time_left: Callable[[], float] | None,
+        shards: Sequence[int],
     ) -> bool:
         """Whether at least ``lookahead_backlog`` pending runs wait in (horizon, far]: one
         bounded Query page per shard, reading at most ``2 * backlog / shards`` items each (twice
-        the even share, so a moderately uneven spread over the shards still counts)."""
+        the even share, so a moderately uneven spread over the shards still counts). A fan-out
+        group decides for its own shards, against its share of the backlog."""
         need = self.settings.lookahead_backlog
         if need <= 0 or report.stopped or far_ms <= horizon_ms:
             return False
         if time_left is not None and time_left() < TIME_RESERVE_S:
             return False
-        shards = range(self.settings.shards)
         limit = math.ceil(2 * need / self.settings.shards)
+        need = math.ceil(need * len(shards) / self.settings.shards)
 
         def probe(shard: int) -> int:
             try:
@@ -260,18 +274,22 @@ class Dispatcher:
 
     # --- streaming ------------------------------------------------------------------------
 
-    def _read_pool(self) -> Any:
+    def _read_pool(self, shards: int) -> Any:
         # Prefetching overlaps the next page's round trip with claiming the current one. With
         # one claim thread (in-process moto in unit tests is not thread-safe for a query beside a
         # transaction) pages are read on the claiming thread instead.
         if self.concurrency <= 1:
             return nullcontext(None)
         return ThreadPoolExecutor(
-            max_workers=min(self.settings.shards, 16), thread_name_prefix="dynacron-read"
+            max_workers=min(shards, 16), thread_name_prefix="dynacron-read"
         )
 
     def _due_rows(
-        self, fetch: PageFetch, report: DispatchReport, pool: ThreadPoolExecutor | None
+        self,
+        fetch: PageFetch,
+        report: DispatchReport,
+        pool: ThreadPoolExecutor | None,
+        shards: Sequence[int],
     ) -> Iterator[RunRow]:
         def fetch_reported(shard: int, key: dict[str, Any] | None) -> tuple[list[RunRow], Any]:
             try:
@@ -283,7 +301,6 @@ class Dispatcher:
         def on_page(n: int) -> None:
             report.add(pages=1, found=n)
 
-        shards = range(self.settings.shards)
         streams = [shard_rows(s, fetch_reported, on_page, pool) for s in shards]
         return by_lane(merged(streams), self.reorder_rows)
 
@@ -670,6 +687,17 @@ class Dispatcher:
     def _emit(self, kind: str, row: RunRow, **info: Any) -> None:
         if self.on_event is not None:
             self.on_event(kind, {"task_id": row.task_id, "run_id": row.run_id, **info})
+
+
+def _owned_shards(shards: Sequence[int] | None, count: int) -> list[int]:
+    """The shards a poll reads: all ``count`` of them, or the given subset (sorted, deduplicated,
+    each in 0..count-1: a shard outside it holds nothing the SDK writes)."""
+    if shards is None:
+        return list(range(count))
+    bad = [s for s in shards if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < count]
+    if bad or not shards:
+        raise ValidationError("shards", f"must be a non-empty subset of 0..{count - 1}, got {bad}")
+    return sorted(set(shards))
 
 
 def _ids(row: RunRow) -> dict[str, str]:

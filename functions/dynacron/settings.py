@@ -101,6 +101,9 @@ class Settings:
     # A running attempt's lease, renewed by the worker's heartbeat (heartbeat.py); 0: no
     # heartbeat, the attempt holds its run for timeout + lease as before.
     heartbeat_s: float = 30.0
+    # Fan-out (fanout.py): a poller tick spreads the shards over this many parallel invocations
+    # (at most one per shard); 1: the tick polls every shard itself.
+    poller_fanout: int = 1
     handlers: tuple[str, ...] = ()
     lane_queues: Mapping[str, str] = field(default_factory=dict)
     # Targets (targets.py, safehttp.py): what the worker may call, and how HTTP is fenced.
@@ -132,6 +135,8 @@ class Settings:
             raise ConfigurationError(
                 f"heartbeat must be 0 (off) or 3..3600 s, got {self.heartbeat_s}"
             )
+        if not 1 <= self.poller_fanout <= 1000:
+            raise ConfigurationError(f"poller fan-out must be 1..1000, got {self.poller_fanout}")
         if self.lookahead_backlog < 0:
             raise ConfigurationError("lookahead backlog must be >= 0 (0: never look further)")
 
@@ -163,6 +168,7 @@ class Settings:
             lookahead_backlog=int(_num(env, "DYNACRON_LOOKAHEAD_BACKLOG", 5000)),
             max_lookahead_s=_num(env, "DYNACRON_MAX_LOOKAHEAD_SECONDS", 900.0),
             heartbeat_s=_num(env, "DYNACRON_HEARTBEAT_SECONDS", 30.0),
+            poller_fanout=int(_num(env, "DYNACRON_POLLER_FANOUT", 1)),
             handlers=tuple(
                 m.strip() for m in env.get("DYNACRON_HANDLERS", "").split(",") if m.strip()
             ),

@@ -44,6 +44,7 @@ pytestmark = pytest.mark.deploy
 AHEAD = timedelta(seconds=75)  # > the 60 s poll period: only the deployed poller claims these
 CLI = Path(sys.executable).with_name("dynacron")  # the console script pip installed
 FINISHED = {"succeeded", "dead", "skipped", "expired"}
+FANOUT = 2  # the template's default ShardCount 8: groups 0-3 and 4-7
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +77,9 @@ def queue_arn(emulator: Emulator, url: str) -> str:
 @pytest.fixture(scope="module")
 def stack(emulator: Emulator, target_queues: TargetQueues) -> Iterator[Stack]:
     allowed = queue_arn(emulator, target_queues.allowed)
-    deployed = deploy(emulator, "dynacron-it", BUILT_TEMPLATE, f"TargetQueueArns={allowed}")
+    # PollerFanout=2: every tick below fans out (README "Fan-out"), under the roles' own grants.
+    deployed = deploy(emulator, "dynacron-it", BUILT_TEMPLATE, f"TargetQueueArns={allowed}",
+                      f"PollerFanout={FANOUT}")
     fix_event_source_concurrency(deployed, 10)
     grant_send_message_batch(deployed)
     with pytest.MonkeyPatch.context() as mp:
@@ -240,6 +243,31 @@ def test_the_deployed_poller_claimed_the_runs(stack: Stack, workload: Workload) 
     lines = json_lines(stack.log_events("poller"))
     polls = [e for e in lines if e.get("message") == "poll finished"]
     assert sum(int(p.get("claimed", 0)) for p in polls) >= 11, polls
+
+
+def test_each_tick_fanned_out_to_a_second_invocation_of_its_own_shards(
+    stack: Stack, workload: Workload
+) -> None:
+    """The tick polls shards 0-3 and invokes the poller asynchronously for 4-7 (fanout.py)."""
+    lines = json_lines(stack.log_events("poller"))
+    polls = [e for e in lines if e.get("message") == "poll finished" and "claimed" in e]
+    ticks = [p for p in polls if "groups" in p]
+    groups = [p for p in polls if "groups" not in p]
+    assert any(t["groups"] == FANOUT and t["fanout_failed"] == 0 for t in ticks), ticks[-3:]
+    assert groups and {g["shards"] for g in groups} == {4}, groups[-3:]
+    assert {t["shards"] for t in ticks if t["fanout_failed"] == 0} == {4}
+
+
+def test_minimum_pollers_1_is_refused_before_anything_is_created(emulator: Emulator) -> None:
+    """The template's Rule: SQS provisioned mode keeps at least 2 pollers, so 1 never deploys."""
+    with pytest.raises(AssertionError) as refused:
+        deploy(emulator, "dynacron-one-poller", BUILT_TEMPLATE, "MinimumPollers=1")
+    assert "MinimumPollers must be 0 (on-demand polling) or 2..200" in str(refused.value)
+    names = [s["StackName"] for s in emulator.client("cloudformation").list_stacks()[
+        "StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"]
+    assert "dynacron-one-poller" not in names or not emulator.client(
+        "cloudformation").list_stack_resources(StackName="dynacron-one-poller")[
+        "StackResourceSummaries"]
 
 
 def test_no_call_was_refused(stack: Stack, workload: Workload) -> None:

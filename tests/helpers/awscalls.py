@@ -1,7 +1,8 @@
 """Records the AWS API calls that the Lambda code paths make, as IAM (action, resource) pairs.
 
-``install()`` (called once from ``tests/conftest.py``) wraps the two Lambda code paths,
-``Dispatcher.poll`` (the poller) and ``Executor.execute`` (the worker, one record), so that
+``install()`` (called once from ``tests/conftest.py``) wraps the Lambda code paths,
+``Dispatcher.poll`` and ``FanOut.start`` (the poller) and ``Executor.execute`` (the worker, one
+record), so that
 while they run every botocore call is attributed to the function whose execution role would
 make it. The hook is botocore's ``before-parameter-build`` event (it sees the call's own
 parameters), registered on every client as it is created: PynamoDB's and boto3's clients alike,
@@ -92,7 +93,11 @@ def _as(function: str, method: Any) -> Any:
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         if _ROLE.get() is not None:  # already inside a Lambda code path
             return method(self, *args, **kwargs)
-        token = _ROLE.set(_Role(function, _names(self.settings)))
+        names = _names(self.settings)
+        own = getattr(self, "function_arn", None)  # a fan-out invokes its own function
+        if own:
+            names[own] = function
+        token = _ROLE.set(_Role(function, names))
         try:
             return method(self, *args, **kwargs)
         finally:
@@ -108,6 +113,8 @@ def _grants(role: _Role, service: str, operation: str, params: dict[str, Any]) -
     if service == "sqs":
         action = _SQS_BATCH.get(operation, operation)
         return [Grant(role.function, f"sqs:{action}", resource(params.get("QueueUrl")))]
+    if service == "lambda" and operation == "Invoke":
+        return [Grant(role.function, "lambda:InvokeFunction", resource(params.get("FunctionName")))]
     if service != "dynamodb":
         return [Grant(role.function, f"{service}:{operation}", "?")]
     if operation in ("TransactWriteItems", "TransactGetItems"):
@@ -168,8 +175,10 @@ def install() -> None:
     _installed = True
     from dynacron.dispatch import Dispatcher
     from dynacron.execute import Executor
+    from dynacron.fanout import FanOut
 
     _hook_clients()
     _propagate_context()
     Dispatcher.poll = _as("PollerFunction", Dispatcher.poll)  # type: ignore[method-assign]
+    FanOut.start = _as("PollerFunction", FanOut.start)  # type: ignore[method-assign]
     Executor.execute = _as("WorkerFunction", Executor.execute)  # type: ignore[method-assign]

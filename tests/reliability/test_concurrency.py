@@ -26,6 +26,81 @@ EVERY_S = 2
 
 def test_four_pollers_send_each_run_once(dep, clock, figures):
     """4 pollers race over the same 2,000 due runs: one message per run, one row per occurrence."""
+    store, now, expected, recurring, per_task = _due_workload(dep, clock)
+    vsqs = VirtualSQS(dep.new_sqs(), clock)
+    pollers = [dep.dispatcher(vsqs, concurrency=2) for _ in range(POLLERS)]
+    reports, poll_s = _poll_together([p.poll for p in pollers])
+    lost, duplicates, totals = _check_sent_once(
+        dep, vsqs, store, now, expected, recurring, per_task, reports
+    )
+    figures(
+        "four_pollers",
+        dep.backend,
+        runs=len(expected),
+        duplicates=duplicates,
+        lost=lost,
+        faults=0,
+        pollers=POLLERS,
+        claimed=totals["claimed"],
+        lost_races=totals["lost_races"],
+        errors=totals["errors"],
+        poll_s=round(poll_s, 2),
+    )
+    assert duplicates == 0 and lost == 0
+    assert totals["claimed"] == RUNS and totals["sent"] == RUNS
+
+
+def test_fanned_out_pollers_never_race_and_a_duplicate_stays_safe(dep, clock, figures):
+    """The same 2,000 runs, one poller per shard group (fanout.shard_groups, as a tick fans out)
+    plus a duplicated delivery of group 0: one message per run; the disjoint groups lose no
+    race to each other, only the duplicate races its twin."""
+    from dynacron.fanout import shard_groups
+
+    store, now, expected, recurring, per_task = _due_workload(dep, clock)
+    vsqs = VirtualSQS(dep.new_sqs(), clock)
+    groups = shard_groups(dep.settings.shards, POLLERS)
+    plan = [*groups, groups[0]]  # the last: Lambda delivering group 0's event twice
+    pollers = [dep.dispatcher(vsqs, concurrency=2) for _ in plan]
+    calls = [lambda p=p, g=g: p.poll(shards=g) for p, g in zip(pollers, plan, strict=True)]
+    reports, poll_s = _poll_together(calls)
+    lost, duplicates, totals = _check_sent_once(
+        dep, vsqs, store, now, expected, recurring, per_task, reports
+    )
+    disjoint_races = sum(r.lost_races for r in reports[1:-1])
+    group0_races = reports[0].lost_races + reports[-1].lost_races
+    figures(
+        "fanned_out_pollers",
+        dep.backend,
+        runs=len(expected),
+        duplicates=duplicates,
+        lost=lost,
+        faults=0,
+        groups=len(groups),
+        duplicated_groups=1,
+        claimed=totals["claimed"],
+        lost_races=totals["lost_races"],
+        lost_races_disjoint=disjoint_races,
+        errors=totals["errors"],
+        poll_s=round(poll_s, 2),
+    )
+    assert duplicates == 0 and lost == 0
+    assert totals["claimed"] == RUNS and totals["sent"] == RUNS
+    assert disjoint_races == 0, [r.as_dict() for r in reports]
+    assert reports[0].claimed + reports[-1].claimed == sum(
+        1 for t, _ in expected if _shard(dep, t) in groups[0]
+    )
+    assert group0_races <= reports[0].found
+
+
+def _shard(dep, task_id: str) -> int:
+    from dynacron.store import shard_of
+
+    return shard_of(task_id, dep.settings.shards)
+
+
+def _due_workload(dep, clock):
+    """2,000 due runs: recurring occurrences over the window and manual runs spread over the
+    past half minute and the window ahead; (store, now, expected keys, recurring ids, per_task)."""
     sdk = dep.scheduler(short_notice=False)  # no queue: only the pollers send
     now = clock.now()
     window_ms = int(dep.settings.window_s * 1000)
@@ -54,29 +129,35 @@ def test_four_pollers_send_each_run_once(dep, clock, figures):
             (task_id, f"{to_ms(now) + k * EVERY_S * 1000:013d}-s") for k in range(per_task)
         }
     assert len(expected) == RUNS
+    return store, now, expected, recurring, per_task
 
-    vsqs = VirtualSQS(dep.new_sqs(), clock)
-    pollers = [dep.dispatcher(vsqs, concurrency=2) for _ in range(POLLERS)]
-    barrier = threading.Barrier(POLLERS)
-    reports: list[Any] = [None] * POLLERS
+
+def _poll_together(calls: list[Any]) -> tuple[list[Any], float]:
+    """Run the poll ``calls`` at once (a barrier), on threads; their reports and the seconds."""
+    barrier = threading.Barrier(len(calls))
+    reports: list[Any] = [None] * len(calls)
     errors: list[BaseException] = []
 
     def run(i: int) -> None:
         try:
             barrier.wait()
-            reports[i] = pollers[i].poll()
+            reports[i] = calls[i]()
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(POLLERS)]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
     started = time.monotonic()
     for th in threads:
         th.start()
     for th in threads:
         th.join()
-    poll_s = time.monotonic() - started
     assert not errors, errors
+    return reports, time.monotonic() - started
 
+
+def _check_sent_once(dep, vsqs, store, now, expected, recurring, per_task, reports):
+    """Every expected run sent exactly once, each recurring occurrence one row; returns
+    (lost, duplicates, summed report counts)."""
     sent = vsqs.sent_runs()
     drained = run_keys(dep.drain())
     duplicates = sum(n - 1 for n in sent.values() if n > 1)
@@ -94,26 +175,12 @@ def test_four_pollers_send_each_run_once(dep, clock, figures):
         want = [to_ms(now) + k * EVERY_S * 1000 for k in range(per_task + 1)]
         assert times == want, f"{task_id}: occurrences {times[:5]}... != {want[:5]}..."
         assert [r.status for r in rows] == ["queued"] * per_task + ["pending"]
-    totals = Counter()
+    totals: Counter[str] = Counter()
     for r in reports:
         totals.update(r.as_dict())
-    figures(
-        "four_pollers",
-        dep.backend,
-        runs=len(expected),
-        duplicates=duplicates + occurrence_dups,
-        lost=lost,
-        faults=0,
-        pollers=POLLERS,
-        claimed=totals["claimed"],
-        lost_races=totals["lost_races"],
-        errors=totals["errors"],
-        poll_s=round(poll_s, 2),
-    )
     assert not unexpected, sorted(unexpected)[:5]
-    assert duplicates == 0 and occurrence_dups == 0
     assert lost == 0, [(k, store.get_run_row(*k).attribute_values) for k in missing[:3]]
-    assert totals["claimed"] == RUNS and totals["sent"] == RUNS
+    return lost, duplicates + occurrence_dups, totals
 
 
 def _far_future(now):

@@ -323,12 +323,14 @@ def test_local_calls_the_runtime(monkeypatch):
             "2.5",
             "--shards",
             "2",
+            "--pollers",
+            "2",
         ],
     )
     assert result.exit_code == 7
     assert calls == [
         {"port": 9000, "handlers": ["a.b", "c"], "demo": True, "duration": 2.5, "shards": 2,
-         "state": None}
+         "state": None, "pollers": 2}
     ]
     assert CliRunner().invoke(cli, ["local"]).exit_code == 7
     assert calls[-1] == {
@@ -338,4 +340,5 @@ def test_local_calls_the_runtime(monkeypatch):
         "duration": None,
         "shards": None,
         "state": None,
+        "pollers": 1,
     }

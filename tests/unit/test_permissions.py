@@ -49,19 +49,37 @@ def _resource(node: Any) -> str:
 
 
 def granted(template: dict[str, Any]) -> dict[str, list[tuple[str, str, int]]]:
-    """``{function: [(action, resource pattern, statement index), ...]}`` of Allow statements."""
+    """``{function: [(action, resource pattern, statement index), ...]}`` of Allow statements:
+    the function's own ``Policies`` and every ``AWS::IAM::Policy`` on its role (SAM names it
+    ``<Function>Role``), such as the poller's fan-out grant on its own ARN."""
     out: dict[str, list[tuple[str, str, int]]] = {}
-    for name, res in template["Resources"].items():
+    resources = template["Resources"]
+    for name, res in resources.items():
         if res["Type"] != "AWS::Serverless::Function":
             continue
         rows = out.setdefault(name, [])
         for policy in res["Properties"].get("Policies", []):
-            for index, st in enumerate(policy["Statement"]):
-                assert st["Effect"] == "Allow", (name, st)
-                actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
-                resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
-                rows.extend((a, _resource(r), index) for a in actions for r in resources)
+            rows.extend(_rows(name, policy["Statement"], template))
+        for other in resources.values():
+            props = other.get("Properties", {})
+            if other["Type"] == "AWS::IAM::Policy" and {"Ref": f"{name}Role"} in props["Roles"]:
+                rows.extend(_rows(name, props["PolicyDocument"]["Statement"], template))
     return out
+
+
+def _rows(fn: str, statements: list[Any], template: dict[str, Any]) -> list[tuple[str, str, int]]:
+    rows = []
+    for index, st in enumerate(statements):
+        if isinstance(st, dict) and "Fn::If" in st:  # a conditional statement: its grant
+            st = st["Fn::If"][1]
+        assert st["Effect"] == "Allow", (fn, st)
+        actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+        resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+        for r in resources:
+            if isinstance(r, dict) and r.get("Ref") in template.get("Parameters", {}):
+                continue  # resources outside the stack, listed by the user (targets' own test)
+            rows.extend((a, _resource(r), index) for a in actions)
+    return rows
 
 
 def allows(grants: Iterable[tuple[str, str, int]], call: Grant) -> bool:

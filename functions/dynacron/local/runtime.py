@@ -8,7 +8,9 @@ What runs, and how it maps to the cloud:
   queues that ``template.yaml`` declares, created by ``local.provision.provision`` from the
   template itself;
 * the **poller**: a thread calling ``Dispatcher.poll()`` (the function the poller Lambda runs)
-  every ``period_s``;
+  every ``period_s``; with ``--pollers N`` (the template's ``PollerFanout``), N threads, each
+  polling only its group of shards (``fanout.shard_groups``, the split a cloud tick fans out),
+  the way N fanned-out poller invocations do;
 * the **worker**: per lane (``template.yaml``'s worker SQS events: default = WorkQueue, critical,
   bulk), as many threads as the lane's ``MaximumConcurrency`` (the default lane: ``--workers``,
   4), each behaving like one concurrent invocation of Lambda's SQS event source: ReceiveMessage
@@ -59,6 +61,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..fanout import shard_groups
 from ..settings import Settings
 from .progress import DUE_SOON_S, Progress, Stats
 
@@ -203,9 +206,13 @@ class LocalRuntime:
         state_path: str | None = None,
         lanes: dict[str, tuple[int, int]] | None = None,
         receive_wait_s: int = RECEIVE_WAIT_S,
+        pollers: int = 1,
     ) -> None:
         """``lanes`` overrides the template's ``{lane: (concurrency, batch_size)}``;
-        ``receive_wait_s=0`` short-polls (servers that serialize SQS cannot serve long polls)."""
+        ``receive_wait_s=0`` short-polls (servers that serialize SQS cannot serve long polls);
+        ``pollers`` poller loops share the shards, one group each (at most one per shard)."""
+        self.pollers = max(1, pollers)
+        self.poller_groups: list[list[int]] = []
         self.state_path = state_path
         self.restored: Any = None  # state.StateSummary when --state FILE had something
         self.port = port
@@ -269,6 +276,7 @@ class LocalRuntime:
             endpoint_url=endpoint,
             region=boot.region,
             shards=self.shards or Settings.shards,
+            poller_fanout=self.pollers,
             period_s=PERIOD_S,
             window_s=WINDOW_S,
             lease_s=LEASE_S,
@@ -288,12 +296,13 @@ class LocalRuntime:
         self.dispatcher = Dispatcher(
             Store(self.settings), self.sqs, self.settings, on_event=self.stats.on_event
         )
+        self.poller_groups = shard_groups(self.settings.shards, self.settings.poller_fanout)
         self.executor = Executor(
             Store(self.settings), self.sqs, self.settings, on_event=self.stats.on_event
         )
         self._start_pool(template)
         self._warm_up()
-        self._spawn(self._poll_loop, "dynacron-local-poller")
+        self._spawn_pollers(Dispatcher, Store)
         self._spawn_workers()
 
     def start_workers(
@@ -379,16 +388,32 @@ class LocalRuntime:
 
     # --- the poller ------------------------------------------------------------------------------
 
-    def _poll_loop(self) -> None:
+    def _spawn_pollers(self, dispatcher_cls: Any, store_cls: Any) -> None:
+        """One loop per shard group; each its own Dispatcher (and connections), as each
+        fanned-out invocation is its own Lambda execution environment."""
+        assert self.settings is not None
+        if len(self.poller_groups) == 1:
+            self._spawn(self._poll_loop, "dynacron-local-poller")
+            return
+        for i, group in enumerate(self.poller_groups):
+            dispatcher = self.dispatcher if i == 0 else dispatcher_cls(
+                store_cls(self.settings), self.sqs, self.settings, on_event=self.stats.on_event
+            )
+            self._spawn(self._poll_loop, f"dynacron-local-poller-{i}", dispatcher, group)
+
+    def _poll_loop(self, dispatcher: Any = None, shards: list[int] | None = None) -> None:
         assert self.settings is not None
         period = self.settings.period_s
+        dispatcher = dispatcher or self.dispatcher
+        lead = shards is None or shards[0] == 0  # one loop counts polls and the due-soon figure
         while not self._stop_poll.is_set():
             try:
-                self.dispatcher.poll()
-                self.stats.polls += 1
+                dispatcher.poll(shards=shards)
+                if lead:
+                    self.stats.polls += 1
             except Exception as exc:  # the next tick tries again, as EventBridge would
                 self.stats.note_error("poller", exc)
-            if self.stats.polls % DUE_SOON_EVERY == 1:
+            if lead and self.stats.polls % DUE_SOON_EVERY == 1:
                 try:
                     self.stats.due_soon = self._count_due_soon()
                 except Exception:  # a display figure only
@@ -570,6 +595,7 @@ def main(
     duration: float | None = None,
     shards: int | None = None,
     state: str | None = None,
+    pollers: int = 1,
 ) -> int:
     """Run ``dynacron local``; returns the exit code.
 
@@ -589,7 +615,9 @@ def main(
     stats = Stats(keep_first_lateness=demo)
     from .state import StateFileError
 
-    rt = LocalRuntime(port=port, handlers=modules, shards=shards, stats=stats, state_path=state)
+    rt = LocalRuntime(
+        port=port, handlers=modules, shards=shards, stats=stats, state_path=state, pollers=pollers
+    )
     try:
         rt.start()
     except PortInUse as exc:
@@ -619,7 +647,7 @@ def main(
     try:
         print(
             f"dynacron local: ready on {settings.endpoint_url} "
-            f"(poll every {PERIOD_S:g}s, {settings.shards} shards, handlers: "
+            f"(poll every {PERIOD_S:g}s, {settings.shards} shards{_pollers_note(rt)}, handlers: "
             f"{', '.join(rt.modules)}); Ctrl-C to stop",
             file=sys.stderr,
             flush=True,
@@ -667,6 +695,14 @@ def main(
         sys.stderr.flush()
         os._exit(code)
     return code
+
+
+def _pollers_note(rt: LocalRuntime) -> str:
+    groups = rt.poller_groups
+    if len(groups) <= 1:
+        return ""
+    spans = " ".join(f"{g[0]}-{g[-1]}" if len(g) > 1 else str(g[0]) for g in groups)
+    return f" over {len(groups)} pollers: {spans}"
 
 
 def _state_line(rt: LocalRuntime) -> str:
