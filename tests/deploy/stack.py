@@ -318,6 +318,7 @@ def without_actions(template: Path, actions: list[str], name: str) -> Path:
     removed = set()
     for res in doc["Resources"].values():
         for policy in res.get("Properties", {}).get("Policies", []) or []:
+            policy = policy.get("PolicyDocument", policy)  # a role's inline policy
             kept = []
             for st in policy.get("Statement", []):
                 removed.update(set(st["Action"]) & set(actions))

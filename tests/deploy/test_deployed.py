@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -268,6 +269,26 @@ def test_minimum_pollers_1_is_refused_before_anything_is_created(emulator: Emula
     assert "dynacron-one-poller" not in names or not emulator.client(
         "cloudformation").list_stack_resources(StackName="dynacron-one-poller")[
         "StackResourceSummaries"]
+
+
+def test_the_deployed_roles_grant_nothing_on_every_resource(stack: Stack) -> None:
+    """Read back from IAM: no managed policy (SAM's would grant logs and, with SQS events, queue
+    access on "*") and no inline statement on "*". The other tests show these roles suffice:
+    the event sources deliver and every run finishes."""
+    iam = stack.emulator.client("iam")
+    for function in ("PollerFunction", "WorkerFunction"):
+        role = stack.role_name(function)
+        attached = iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]
+        assert attached == [], (function, attached)
+        names = iam.list_role_policies(RoleName=role)["PolicyNames"]
+        assert names, function
+        for name in names:
+            document = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+            if isinstance(document, str):
+                document = json.loads(urllib.parse.unquote(document))
+            for st in document["Statement"]:
+                resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+                assert "*" not in resources, (function, name, st)
 
 
 def test_no_call_was_refused(stack: Stack, workload: Workload) -> None:

@@ -15,7 +15,13 @@ from click.testing import CliRunner
 from dynacron import At, RetryPolicy, ValidationError, handler
 from dynacron.cli import _Config, cli
 from dynacron.execute import Outcome
-from dynacron.local.provision import LANE_TAG, find_template, lane_workers, load_template
+from dynacron.local.provision import (
+    LANE_TAG,
+    event_sources,
+    find_template,
+    lane_workers,
+    load_template,
+)
 
 TEMPLATE = load_template(find_template())
 LANES = ("critical", "bulk")
@@ -51,8 +57,9 @@ def test_each_lane_queue_is_encrypted_and_redrives_to_the_dlq(lane):
 def test_each_lane_has_its_own_event_source_and_concurrency_parameter():
     workers = {w.lane: w for w in lane_workers(TEMPLATE)}
     assert set(workers) == {"default", *LANES}
-    events = TEMPLATE["Resources"]["WorkerFunction"]["Properties"]["Events"]
-    refs = [e["Properties"]["ScalingConfig"]["MaximumConcurrency"]["Ref"] for e in events.values()]
+    sources = event_sources(TEMPLATE).values()
+    assert all(s["FunctionName"] == {"Ref": "WorkerFunction"} for s in sources)
+    refs = [s["ScalingConfig"]["MaximumConcurrency"]["Ref"] for s in sources]
     assert len(set(refs)) == len(refs) == 3, refs
     params = TEMPLATE["Parameters"]
     for ref in refs:
@@ -66,7 +73,8 @@ def test_lane_queue_variable_names_exactly_the_lane_queues():
 
 
 def test_the_poller_may_send_to_every_lane_queue():
-    statements = TEMPLATE["Resources"]["PollerFunction"]["Properties"]["Policies"][0]["Statement"]
+    role = TEMPLATE["Resources"]["PollerFunctionRole"]["Properties"]
+    statements = role["Policies"][0]["PolicyDocument"]["Statement"]
     (dispatch,) = [s for s in statements if s["Sid"] == "DispatchRuns"]
     granted = {r["Fn::GetAtt"][0] for r in dispatch["Resource"]}
     assert {_queue_of_lane(lane)[0] for lane in LANES} <= granted

@@ -33,6 +33,22 @@ EVENT_SOURCE = {
     for action in ("ReceiveMessage", "DeleteMessage", "GetQueueAttributes")
 }
 
+# Calls made with each function's role by Lambda itself: it writes the function's logs, which
+# needs "logs:CreateLogStream, logs:PutLogEvents" on the log group (https://docs.aws.amazon.com/
+# lambda/latest/dg/monitoring-cloudwatchlogs.html; the stack creates the group, so not
+# CreateLogGroup).
+PLATFORM_LOGS = {
+    Grant(fn, f"logs:{action}", group)
+    for fn, group in (("PollerFunction", "PollerLogGroup"), ("WorkerFunction", "WorkerLogGroup"))
+    for action in ("CreateLogStream", "PutLogEvents")
+}
+
+
+def role_policies(template: dict[str, Any], function: str) -> list[dict[str, Any]]:
+    """The inline policy documents of ``function``'s own role (``Role: !GetAtt <Role>.Arn``)."""
+    role = template["Resources"][function]["Properties"]["Role"]["Fn::GetAtt"][0]
+    return [p["PolicyDocument"] for p in template["Resources"][role]["Properties"]["Policies"]]
+
 
 def _resource(node: Any) -> str:
     """A statement's resource as a pattern over logical ids: ``TasksTable``, ``TasksTable/*``."""
@@ -50,15 +66,15 @@ def _resource(node: Any) -> str:
 
 def granted(template: dict[str, Any]) -> dict[str, list[tuple[str, str, int]]]:
     """``{function: [(action, resource pattern, statement index), ...]}`` of Allow statements:
-    the function's own ``Policies`` and every ``AWS::IAM::Policy`` on its role (SAM names it
-    ``<Function>Role``), such as the poller's fan-out grant on its own ARN."""
+    the inline policies of the function's role (``<Function>Role``) and every
+    ``AWS::IAM::Policy`` on that role, such as the poller's fan-out grant on its own ARN."""
     out: dict[str, list[tuple[str, str, int]]] = {}
     resources = template["Resources"]
     for name, res in resources.items():
         if res["Type"] != "AWS::Serverless::Function":
             continue
         rows = out.setdefault(name, [])
-        for policy in res["Properties"].get("Policies", []):
+        for policy in role_policies(template, name):
             rows.extend(_rows(name, policy["Statement"], template))
         for other in resources.values():
             props = other.get("Properties", {})
@@ -103,7 +119,7 @@ def calls(request: pytest.FixtureRequest) -> set[Grant]:
     assert functions == {"PollerFunction", "WorkerFunction"}, (
         f"the suite recorded calls of {sorted(functions)} only: is helpers.awscalls installed?"
     )
-    return RECORDED | EVENT_SOURCE
+    return RECORDED | EVENT_SOURCE | PLATFORM_LOGS
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +153,7 @@ def test_removing_any_action_fails_the_check(template: dict[str, Any], calls: se
     for fn, res in template["Resources"].items():
         if res["Type"] != "AWS::Serverless::Function":
             continue
-        statements = res["Properties"]["Policies"][0]["Statement"]
+        statements = role_policies(template, fn)[0]["Statement"]
         for st in statements:
             for action in list(st["Action"]):
                 st["Action"].remove(action)

@@ -121,13 +121,16 @@ def test_the_policy_is_on_the_worker_role_only(tpl):
 def test_no_other_statement_grants_a_target_action(tpl):
     """Target actions appear only in WorkerTargetsPolicy (sqs:SendMessage elsewhere is for the
     stack's own queues, which test_template checks)."""
+    checked = 0
     for logical_id, res in tpl["Resources"].items():
         if logical_id == "WorkerTargetsPolicy":
             continue
         for policy in res.get("Properties", {}).get("Policies", []) or []:
-            for st in policy.get("Statement", []):
+            for st in policy["PolicyDocument"]["Statement"]:
                 actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
                 assert not TARGET_ACTIONS & set(actions), (logical_id, st)
+                checked += 1
+    assert checked >= 8  # the roles' statements were read
 
 
 def test_the_worker_is_told_the_allowed_targets(tpl):

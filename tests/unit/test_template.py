@@ -14,12 +14,15 @@ from typing import Any
 
 import pytest
 
+from dynacron.local.provision import event_sources
+
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 REQUIREMENTS = ROOT / "functions" / "requirements.txt"
 TYPES_PY = ROOT / "functions" / "dynacron" / "types.py"
 
 OWN_RESOURCES = {"TasksTable", "WorkQueue", "CriticalQueue", "BulkQueue", "DeadLetterQueue"}
+LOG_GROUPS = {"PollerFunction": "PollerLogGroup", "WorkerFunction": "WorkerLogGroup"}
 POLLER_HANDLER = "dynacron.handlers.poller.handler"
 WORKER_HANDLER = "dynacron.handlers.worker.handler"
 
@@ -108,20 +111,29 @@ def functions(res: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in res.items() if v["Type"] == "AWS::Serverless::Function"}
 
 
-def statements(fn: dict[str, Any]) -> list[dict[str, Any]]:
+def role_of(fn: dict[str, Any], res: dict[str, Any]) -> dict[str, Any]:
+    """The function's execution role: an ``AWS::IAM::Role`` of this stack, never one SAM makes
+    (SAM's attaches AWSLambdaBasicExecutionRole, and for SQS events
+    AWSLambdaSQSQueueExecutionRole, both on every resource)."""
+    role = fn["Properties"].get("Role")
+    assert isinstance(role, dict) and "Fn::GetAtt" in role, f"no explicit role: {role!r}"
+    name, attr = role["Fn::GetAtt"]
+    assert attr == "Arn" and res[name]["Type"] == "AWS::IAM::Role", role
+    return res[name]["Properties"]
+
+
+def statements(fn: dict[str, Any], res: dict[str, Any]) -> list[dict[str, Any]]:
+    role = role_of(fn, res)
+    assert "ManagedPolicyArns" not in role and "Policies" not in fn["Properties"], role
     out: list[dict[str, Any]] = []
-    for policy in as_list(fn["Properties"].get("Policies", [])):
-        assert isinstance(policy, dict) and "Statement" in policy, (
-            f"only inline policy documents are allowed (no managed policies or SAM policy "
-            f"templates, which grant more than needed): {policy!r}"
-        )
-        out.extend(as_list(policy["Statement"]))
+    for policy in as_list(role["Policies"]):
+        out.extend(as_list(policy["PolicyDocument"]["Statement"]))
     return out
 
 
-def allowed(fn: dict[str, Any], action: str, resource: str) -> bool:
+def allowed(fn: dict[str, Any], res: dict[str, Any], action: str, resource: str) -> bool:
     """Does some statement allow ``action`` on a resource that refers to ``resource``?"""
-    for st in statements(fn):
+    for st in statements(fn, res):
         if (
             st.get("Effect") == "Allow"
             and action in as_list(st["Action"])
@@ -295,13 +307,12 @@ def test_poller_runs_every_minute(tpl: dict[str, Any]) -> None:
 
 
 def test_worker_consumes_the_work_queue_with_partial_batch_failures(tpl: dict[str, Any]) -> None:
-    events = tpl["Resources"]["WorkerFunction"]["Properties"]["Events"]
     # One event source per lane: WorkQueue (default) and the lane queues.
-    by_queue = {e["Properties"]["Queue"]["Fn::GetAtt"][0]: e["Properties"]
-                for e in events.values() if e["Type"] == "SQS"}
+    by_queue = {s["EventSourceArn"]["Fn::GetAtt"][0]: s for s in event_sources(tpl).values()}
     assert set(by_queue) == {"WorkQueue", "CriticalQueue", "BulkQueue"}
     for queue, sqs in by_queue.items():
-        assert sqs["Queue"] == {"Fn::GetAtt": [queue, "Arn"]}
+        assert sqs["FunctionName"] == {"Ref": "WorkerFunction"}
+        assert sqs["EventSourceArn"] == {"Fn::GetAtt": [queue, "Arn"]}
         assert "ReportBatchItemFailures" in sqs["FunctionResponseTypes"]
         assert sqs["MaximumBatchingWindowInSeconds"] == 0
         batch = tpl["Parameters"][sqs["BatchSize"]["Ref"]]
@@ -351,19 +362,21 @@ def test_policies_are_inline_and_scoped_to_this_stack(res: dict[str, Any]) -> No
     fns = functions(res)
     assert set(fns) == {"PollerFunction", "WorkerFunction"}
     for name, fn in fns.items():
-        sts = statements(fn)
+        sts = statements(fn, res)
         assert sts, name
         for st in sts:
             assert st["Effect"] == "Allow", (name, st)
             assert "NotAction" not in st and "NotResource" not in st, (name, st)
             for action in as_list(st["Action"]):
                 assert "*" not in action, (name, action)
-                assert action.split(":")[0] in ("dynamodb", "sqs"), (name, action)
+                assert action.split(":")[0] in ("dynamodb", "sqs", "logs"), (name, action)
             for resource in as_list(st["Resource"]):
                 assert resource != "*", (name, st)
                 assert is_intrinsic(resource), (name, resource)  # no hand-written ARNs
                 refs = referenced_resources(resource)
-                assert refs and refs <= OWN_RESOURCES, (name, resource)
+                assert refs and refs <= OWN_RESOURCES | {LOG_GROUPS[name]}, (name, resource)
+                logs = any(a.startswith("logs:") for a in as_list(st["Action"]))
+                assert logs == (refs == {LOG_GROUPS[name]}), (name, st)  # logs: its own group
                 if "Fn::Sub" in resource:
                     # the one Sub allowed: an index of our own table, named
                     assert re.fullmatch(
@@ -381,6 +394,15 @@ def test_no_wildcard_resource_anywhere(tpl: dict[str, Any]) -> None:
                     assert not (isinstance(resource, str) and resource.endswith(":*")), st
 
 
+def test_no_function_gets_a_role_or_event_that_attaches_managed_policies(
+    res: dict[str, Any],
+) -> None:
+    for name, fn in functions(res).items():
+        role_of(fn, res)
+        events = fn["Properties"].get("Events", {})
+        assert all(e["Type"] != "SQS" for e in events.values()), (name, events)
+
+
 def test_no_broad_dynamodb_actions(res: dict[str, Any]) -> None:
     broad = {
         "dynamodb:Scan",
@@ -389,7 +411,7 @@ def test_no_broad_dynamodb_actions(res: dict[str, Any]) -> None:
         "dynamodb:DeleteTable",
     }
     for name, fn in functions(res).items():
-        for st in statements(fn):
+        for st in statements(fn, res):
             assert not broad & set(as_list(st["Action"])), (name, st)
 
 

@@ -8,6 +8,7 @@ import pytest
 from test_template import load_template
 
 from dynacron.errors import ConfigurationError
+from dynacron.local.provision import event_sources
 from dynacron.settings import Settings
 
 
@@ -18,11 +19,10 @@ def tpl() -> dict[str, Any]:
 
 def _sqs_event(tpl: dict[str, Any]) -> dict[str, Any]:
     """The default lane's event source (WorkQueue): the one provisioned mode applies to."""
-    events = tpl["Resources"]["WorkerFunction"]["Properties"]["Events"]
     (sqs,) = [
-        e["Properties"]
-        for e in events.values()
-        if e["Type"] == "SQS" and e["Properties"]["Queue"] == {"Fn::GetAtt": ["WorkQueue", "Arn"]}
+        s
+        for s in event_sources(tpl).values()
+        if s["EventSourceArn"] == {"Fn::GetAtt": ["WorkQueue", "Arn"]}
     ]
     return sqs
 

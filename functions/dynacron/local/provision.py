@@ -115,28 +115,31 @@ def _parameter(template: dict[str, Any], value: Any) -> Any:
     return value
 
 
+def event_sources(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{logical id: properties}`` of the template's SQS event source mappings (the worker's,
+    one per lane queue), in template order."""
+    return {
+        name: props
+        for name, props in _resources_of(template, "AWS::Lambda::EventSourceMapping").items()
+        if isinstance(props.get("EventSourceArn"), dict)
+    }
+
+
 def lane_workers(template: dict[str, Any]) -> list[LaneWorker]:
-    """One entry per lane queue that the worker function consumes (its SQS events)."""
+    """One entry per lane queue that the worker function consumes (its event source mappings)."""
     by_queue = {queue: lane for lane, queue in lane_queue_ids(template).items()}
     out = []
-    for res in template.get("Resources", {}).values():
-        if res.get("Type") != "AWS::Serverless::Function":
-            continue
-        for event in res.get("Properties", {}).get("Events", {}).values():
-            props = event.get("Properties", {})
-            queue = props.get("Queue")
-            if event.get("Type") != "SQS" or not isinstance(queue, dict):
-                continue
-            queue_id = queue["Fn::GetAtt"][0]
-            scaling = props.get("ScalingConfig", {})
-            out.append(
-                LaneWorker(
-                    lane=by_queue.get(queue_id, queue_id),
-                    queue_id=queue_id,
-                    concurrency=int(_parameter(template, scaling.get("MaximumConcurrency", 2))),
-                    batch_size=int(_parameter(template, props.get("BatchSize", 10))),
-                )
+    for props in event_sources(template).values():
+        queue_id = props["EventSourceArn"]["Fn::GetAtt"][0]
+        scaling = props.get("ScalingConfig", {})
+        out.append(
+            LaneWorker(
+                lane=by_queue.get(queue_id, queue_id),
+                queue_id=queue_id,
+                concurrency=int(_parameter(template, scaling.get("MaximumConcurrency", 2))),
+                batch_size=int(_parameter(template, props.get("BatchSize", 10))),
             )
+        )
     return out
 
 
