@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 LAMBDA_MB_PER_VCPU = 1769
@@ -157,9 +157,15 @@ def simulate(cfg: Config, cal: Calibration, runs: int) -> dict[str, Any]:
 
 # --- the configurations ------------------------------------------------------------------
 
-DEFAULT = Config("template defaults")  # ShardCount 8, MemorySize 512, MaximumConcurrency 10
-BURST = Config("burst: 64 shards x 16 pollers, 1,769 MB, MaximumConcurrency 1,000",
+# ShardCount 8, PollerMemorySize 1,769, WorkerMemorySize 512, MaximumConcurrency 10, 1 poller
+DEFAULT = Config("template defaults", poller_mb=1769)
+BURST = Config("burst: 64 shards x 16 pollers (fan-out), 1,769 MB, MaximumConcurrency 1,000",
                shards=64, fanout=16, poller_mb=1769, worker_mb=1769, max_concurrency=1000)
+OTHERS = (
+    Config("before: poller 512 MB, otherwise defaults", poller_mb=512),
+    Config("no fan-out: 1 poller 1,769 MB, MaximumConcurrency 1,000", poller_mb=1769,
+           worker_mb=1769, max_concurrency=1000),
+)
 
 
 def local_claim_rate(claim_cpu_s: float, server_cpu_s: float, request_s: float,
@@ -207,8 +213,7 @@ def run(calibration: dict[str, float], measured: dict[int, float],
         validation[b] = {"predicted_s": round(predicted, 1), "measured_s": seen,
                          "error": round(abs(predicted - seen) / seen, 3)}
     table = {}
-    for cfg in (DEFAULT, BURST, replace(BURST, name="burst, 1,000 WCU partitions only "
-                                        "(8 shards)", shards=8, fanout=8)):
+    for cfg in (DEFAULT, BURST, *OTHERS):
         res = simulate(cfg, aws, runs)
         res["cost_usd"] = cost_of_burst(cfg, aws, runs, fig)
         table[cfg.name] = res
