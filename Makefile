@@ -87,11 +87,17 @@ demo: install
 bench: install build
 	$(BIN)/python -m bench.run
 
-# The burst benchmark at small B (issue 12); BURST_SIZES=20000,100000 on a quiet machine.
-.PHONY: bench-burst
-BURST_SIZES ?= 500,2000
+# The burst benchmark alone (ministack; B runs due at one second + 50 canaries); `make bench`
+# runs it at 20k/50k/100k (BURST_SIZES overrides, e.g. 20000 on a busy machine), then
+# bench.simulate calibrated by it. bench-crash / bench-scaling: crash recovery, 1/2/4 pollers.
+.PHONY: bench-burst bench-crash bench-scaling
+BURST_SIZES ?= 20000,50000,100000
 bench-burst: install
 	$(BIN)/python -m bench.burst --sizes $(BURST_SIZES)
+bench-crash: install
+	$(BIN)/python -m bench.crash
+bench-scaling: install
+	$(BIN)/python -m bench.scaling
 
 clean:
 	rm -rf $(VENV) $(TOOLS) $(MINI) .aws-sam build *.egg-info functions/*.egg-info

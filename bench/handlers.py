@@ -11,3 +11,11 @@ from dynacron import RunContext, handler
 def noop(payload: dict[str, Any], ctx: RunContext) -> None:
     """Does nothing: the benchmarks measure dynacron, not the handler."""
     return None
+
+
+@handler("bench-sleep")
+def sleep(payload: dict[str, Any], ctx: RunContext) -> None:
+    """Holds its run for ``payload["s"]`` seconds: a worker killed meanwhile holds it too."""
+    import time
+
+    time.sleep(float(payload.get("s", 20)))

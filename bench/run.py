@@ -29,6 +29,8 @@ FULL = {
     "half_runs": 1000,
     "light_span_s": 20.0,
     "lanes_bulk": 2000, "lanes_critical": 50, "lanes_span_s": 60.0,
+    "burst_sizes": [20000, 50000, 100000], "burst_drain_s": 60.0,
+    "crash_trials": 4, "crash_runs": 5, "scaling_runs": 3000,
 }
 QUICK = {
     "import_repeats": 3,
@@ -38,6 +40,8 @@ QUICK = {
     "lateness_runs": 150, "lateness_span_s": 10.0, "lateness_drain_s": 20, "light_runs": 0,
     "light_span_s": 0.0,
     "lanes_bulk": 200, "lanes_critical": 10, "lanes_span_s": 10.0,
+    "burst_sizes": [500, 2000], "burst_drain_s": 15.0,
+    "crash_trials": 1, "crash_runs": 3, "scaling_runs": 500,
 }
 TARGETS = {
     "lateness_p50_ms": ("<=", 100),
@@ -49,6 +53,12 @@ TARGETS = {
     "import_ratio_poller": ("<=", 1.5),
     "import_ratio_worker": ("<=", 1.5),
     "lane_critical_p99_ms": ("<=", 1000),
+    "burst_sent_before_due": (">=", 1.0),
+    "burst_poller_rss_growth": ("<=", 0.10),
+    "burst_canary_p99_ms": ("<=", 1000),
+    "burst_lost": ("<=", 0),
+    "crash_recovery_p99_s": ("<=", 60),
+    "sim_vs_measured_error": ("<=", 0.25),
 }
 # AWS DynamoDB: one partition takes at most 1,000 WCU/s (and 3,000 RCU/s).
 PARTITION_WCU_PER_S = 1000
@@ -258,6 +268,58 @@ def lateness(cfg: dict[str, Any], png: str) -> dict[str, Any]:
     return out
 
 
+def burst_and_model(cfg: dict[str, Any], fig: dict[str, Any]) -> dict[str, Any]:
+    """The burst benchmark (issue 12), then the model calibrated by what it measured."""
+    from . import burst
+
+    sizes = [int(b) for b in os.environ.get("BURST_SIZES", "").split(",") if b] \
+        or cfg["burst_sizes"]
+    out = burst.run(sizes, "ministack", drain_s=cfg["burst_drain_s"])
+    out.update(simulate_from(out, fig))
+    return out
+
+
+def simulate_from(burst_fig: dict[str, Any], fig: dict[str, Any]) -> dict[str, Any]:
+    """bench.simulate calibrated by the burst runs: CPU per claim (poller and backend) and the
+    request latency, medians over the B values; a worker invocation from the cost figure."""
+    from . import simulate
+
+    runs = burst_fig["burst_runs"]
+
+    def median(key: str) -> float:
+        values = sorted(r[key] for r in runs if r.get(key) is not None)
+        return values[len(values) // 2]
+
+    worker_ms = fig.get("worker_invocation_ms_local") or _latest().get(
+        "worker_invocation_ms_local", 170.0)
+    cal = {"claim_cpu_s": median("poller_cpu_s_per_1000_claims") / 1000,
+           "server_cpu_s": median("server_cpu_s_per_1000_claims") / 1000,
+           "request_s": median("request_s"), "cores": float(os.cpu_count() or 1),
+           "batch_s": worker_ms / 1000}
+    # validation at the smallest and the largest B measured (the issue: 20k and 100k)
+    points = {r["b"]: r["dispatch_makespan_s"] for r in (runs[0], runs[-1])}
+    return simulate.run(cal, points, {**_latest(), **fig})
+
+
+def _latest() -> dict[str, Any]:
+    try:
+        return json.loads((RESULTS / "latest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def crash(cfg: dict[str, Any]) -> dict[str, Any]:
+    from . import crash as cr
+
+    return cr.run(cfg["crash_trials"], cfg["crash_runs"])
+
+
+def scaling(cfg: dict[str, Any]) -> dict[str, Any]:
+    from . import scaling as sc
+
+    return sc.run(cfg["scaling_runs"])
+
+
 def verdicts(fig: dict[str, Any]) -> dict[str, str]:
     out = {}
     for key, (op, target) in TARGETS.items():
@@ -278,10 +340,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
     parser.add_argument("--only", help="comma-separated: coldstart,cost,dispatch,ministack,"
-                        "lateness,lanes (default: all)")
+                        "lateness,lanes,burst,crash,scaling (default: all)")
+    parser.add_argument("--merge", action="store_true", help="with --only: merge the figures "
+                        "into latest.json (keeping the others) instead of writing partial.json")
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL
-    wanted = set((args.only or "coldstart,cost,dispatch,ministack,lateness,lanes").split(","))
+    wanted = set((args.only or "coldstart,cost,dispatch,ministack,lateness,lanes,burst,crash,"
+                  "scaling").split(","))
     started = time.monotonic()
     fig: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -307,12 +372,23 @@ def main(argv: list[str] | None = None) -> int:
 
         _figure("lane saturation on dynacron local (issue 13)", fig, errors,
                 lambda: lanes.run(cfg["lanes_bulk"], cfg["lanes_critical"], cfg["lanes_span_s"]))
+    if "burst" in wanted:
+        _figure("burst on ministack + simulate (issue 12)", fig, errors,
+                lambda: burst_and_model(cfg, fig))
+    if "crash" in wanted:
+        _figure("crash recovery on ministack (issue 12)", fig, errors, lambda: crash(cfg))
+    if "scaling" in wanted:
+        _figure("dispatch_scaling on ministack (issue 12)", fig, errors, lambda: scaling(cfg))
+    merge = args.merge and args.only and not args.quick
+    if merge:  # today's figures over the last full run's: one file the README quotes
+        fig = {**_latest(), **{k: v for k, v in fig.items() if k != "machine"},
+               f"machine_{'_'.join(sorted(wanted))}": fig["machine"]}
     fig["targets"] = verdicts(fig)
-    fig["errors"] = errors
+    fig["errors"] = {**(fig.get("errors") or {}), **errors} if merge else errors
     fig["elapsed_s"] = round(time.monotonic() - started, 1)
     RESULTS.mkdir(parents=True, exist_ok=True)
     # A quick or partial run must not replace the full figures the README quotes.
-    name = "latest.json" if not args.quick and not args.only else "partial.json"
+    name = "latest.json" if merge or (not args.quick and not args.only) else "partial.json"
     (RESULTS / name).write_text(json.dumps(fig, indent=2) + "\n", encoding="utf-8")
     log(f"done in {fig['elapsed_s']}s; wrote {RESULTS / name}")
     for key, verdict in fig["targets"].items():

@@ -301,7 +301,7 @@ def test_poller_runs_every_minute(tpl: dict[str, Any]) -> None:
         "ScheduleExpression"
     )
     assert expr == "rate(1 minute)"
-    assert fn_prop(tpl, "PollerFunction", "Timeout") == 60
+    assert param_default(tpl, fn_prop(tpl, "PollerFunction", "Timeout")) == 60
     env = fn_prop(tpl, "PollerFunction", "Environment")["Variables"]
     assert env["DYNACRON_POLL_PERIOD_SECONDS"] == "60"
 
