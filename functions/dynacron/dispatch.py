@@ -169,10 +169,17 @@ class Dispatcher:
         logger: Any = None,
         metrics: Any = None,
         reorder_rows: int | None = None,
+        lane_group_ms: int = 1000,
+        lane_lookahead_s: dict[str, float] | None = None,
     ) -> None:
         """``logger`` and ``metrics`` (Powertools-like) receive every AWS error at ERROR level.
 
-        ``reorder_rows`` bounds the lane reorder buffer (default: one page).
+        ``reorder_rows`` bounds the lane reorder buffer (default: one page); lane order holds
+        among rows due within the same ``lane_group_ms`` (``duestream.by_lane``).
+        ``lane_lookahead_s`` claims the runs of the lanes it names that far ahead (when longer
+        than the window): ``{"critical": 30}`` has a critical run in SQS (``DelaySeconds``) up to
+        30 s before it is due, so a poller running behind a bulk herd does not make it late. The
+        poll reads the index that far ahead and leaves the other lanes' rows past the window.
         """
         self.store = store
         self.sqs = sqs
@@ -182,6 +189,11 @@ class Dispatcher:
         self.concurrency = max(1, concurrency)
         self.page_size = page_size
         self.reorder_rows = max(1, reorder_rows or page_size)
+        self.lane_group_ms = lane_group_ms
+        self.lane_lookahead_ms = {
+            lane: int(seconds * 1000) for lane, seconds in (lane_lookahead_s or {}).items()
+            if seconds > settings.window_s
+        }
         self.logger = logger
         self.metrics = metrics
         self._triggers: dict[str, Any] = {}
@@ -204,13 +216,18 @@ class Dispatcher:
         _ = self.store.client  # build the client once, before threads race to build their own
         with self._read_pool() as pool:
 
+            read_ms = max([horizon_ms, *(to_ms(now) + v for v in self.lane_lookahead_ms.values())])
+
             def window(shard: int, key: dict[str, Any] | None) -> tuple[list[RunRow], Any]:
-                return self.store.due_page(shard, horizon_ms, key, self.page_size)
+                return self.store.due_page(shard, read_ms, key, self.page_size)
 
             def beyond(shard: int, key: dict[str, Any] | None) -> tuple[list[RunRow], Any]:
                 return self.store.due_page_between(shard, horizon_ms, far_ms, key, self.page_size)
 
-            taken = self._stream(self._due_rows(window, report, pool), report, time_left)
+            rows = self._due_rows(window, report, pool)
+            if read_ms > horizon_ms:
+                rows = self._lane_ahead(rows, to_ms(now), horizon_ms, report)
+            taken = self._stream(rows, report, time_left)
             report.add(lookahead_s=int(self.settings.window_s))
             if self._backlog_ahead(horizon_ms, far_ms, report, pool, time_left):
                 # A burst is coming that one window could not send: claim it from now on,
@@ -219,6 +236,19 @@ class Dispatcher:
                 taken += self._stream(self._due_rows(beyond, report, pool), report, time_left)
         report.add(left=report.found - taken)
         return report
+
+    def _lane_ahead(
+        self, rows: Iterator[RunRow], now_ms: int, horizon_ms: int, report: DispatchReport
+    ) -> Iterator[RunRow]:
+        """Rows of the window, and past it those of a lane whose look-ahead reaches them; the
+        others were read only to find those and are not counted as found."""
+        for row in rows:
+            due = int(row.due_at or 0)
+            ahead = self.lane_lookahead_ms.get(row.lane or "default")
+            if due <= horizon_ms or (ahead is not None and due <= now_ms + ahead):
+                yield row
+            else:
+                report.add(found=-1)
 
     def _backlog_ahead(
         self,
@@ -285,7 +315,7 @@ class Dispatcher:
 
         shards = range(self.settings.shards)
         streams = [shard_rows(s, fetch_reported, on_page, pool) for s in shards]
-        return by_lane(merged(streams), self.reorder_rows)
+        return by_lane(merged(streams), self.reorder_rows, self.lane_group_ms)
 
     def _stream(
         self,
