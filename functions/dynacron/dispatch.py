@@ -177,9 +177,9 @@ class Dispatcher:
         ``reorder_rows`` bounds the lane reorder buffer (default: one page); lane order holds
         among rows due within the same ``lane_group_ms`` (``duestream.by_lane``).
         ``lane_lookahead_s`` claims the runs of the lanes it names that far ahead (when longer
-        than the window): ``{"critical": 30}`` has a critical run in SQS (``DelaySeconds``) up to
-        30 s before it is due, so a poller running behind a bulk herd does not make it late. The
-        poll reads the index that far ahead and leaves the other lanes' rows past the window.
+        than the window), before anything else: ``{"critical": 30}`` has a critical run in SQS
+        (``DelaySeconds``) up to 30 s before it is due, so a poller running behind a bulk herd
+        does not make it late (one extra Query per shard, filtered on the lane).
         """
         self.store = store
         self.sqs = sqs
@@ -216,18 +216,14 @@ class Dispatcher:
         _ = self.store.client  # build the client once, before threads race to build their own
         with self._read_pool() as pool:
 
-            read_ms = max([horizon_ms, *(to_ms(now) + v for v in self.lane_lookahead_ms.values())])
-
             def window(shard: int, key: dict[str, Any] | None) -> tuple[list[RunRow], Any]:
-                return self.store.due_page(shard, read_ms, key, self.page_size)
+                return self.store.due_page(shard, horizon_ms, key, self.page_size)
 
             def beyond(shard: int, key: dict[str, Any] | None) -> tuple[list[RunRow], Any]:
                 return self.store.due_page_between(shard, horizon_ms, far_ms, key, self.page_size)
 
-            rows = self._due_rows(window, report, pool)
-            if read_ms > horizon_ms:
-                rows = self._lane_ahead(rows, to_ms(now), horizon_ms, report)
-            taken = self._stream(rows, report, time_left)
+            taken = self._lanes_ahead(to_ms(now), horizon_ms, report, pool, time_left)
+            taken += self._stream(self._due_rows(window, report, pool), report, time_left)
             report.add(lookahead_s=int(self.settings.window_s))
             if self._backlog_ahead(horizon_ms, far_ms, report, pool, time_left):
                 # A burst is coming that one window could not send: claim it from now on,
@@ -237,18 +233,27 @@ class Dispatcher:
         report.add(left=report.found - taken)
         return report
 
-    def _lane_ahead(
-        self, rows: Iterator[RunRow], now_ms: int, horizon_ms: int, report: DispatchReport
-    ) -> Iterator[RunRow]:
-        """Rows of the window, and past it those of a lane whose look-ahead reaches them; the
-        others were read only to find those and are not counted as found."""
-        for row in rows:
-            due = int(row.due_at or 0)
-            ahead = self.lane_lookahead_ms.get(row.lane or "default")
-            if due <= horizon_ms or (ahead is not None and due <= now_ms + ahead):
-                yield row
-            else:
-                report.add(found=-1)
+    def _lanes_ahead(
+        self,
+        now_ms: int,
+        horizon_ms: int,
+        report: DispatchReport,
+        pool: ThreadPoolExecutor | None,
+        time_left: Callable[[], float] | None,
+    ) -> int:
+        """First, the runs of each ``lane_lookahead_s`` lane due past the window but inside that
+        lane's look-ahead: a Query per shard filtered on the lane, so only they are returned."""
+        taken = 0
+        for lane, ahead_ms in self.lane_lookahead_ms.items():
+
+            def ahead(shard: int, key: dict[str, Any] | None, lane: str = lane,
+                      until: int = now_ms + ahead_ms) -> tuple[list[RunRow], Any]:
+                return self.store.due_page_between(
+                    shard, horizon_ms, until, key, self.page_size, lane=lane
+                )
+
+            taken += self._stream(self._due_rows(ahead, report, pool), report, time_left)
+        return taken
 
     def _backlog_ahead(
         self,

@@ -74,16 +74,14 @@ STOP_GRACE_S = 30.0
 RECEIVE_WAIT_S = 1
 SHORT_POLL_PAUSE_S = 0.05  # between empty short polls (receive_wait_s=0)
 DUE_SOON_EVERY = 3  # ticks between "due soon" counts (a query per shard: keep moto's load low)
-# Saturation (issue 13): a poll behind a bulk herd takes many seconds of claims; ending it after
-# POLL_BUDGET_S of claims (what it had read stays due) lets the next tick read again, lane order
-# first, so a critical run entering the window waits about one budget (plus the batches still
-# in flight and the read), not for the whole herd due before it. The reorder buffer holds a
-# whole window of a herd, so that order is across the window, not only within each second.
-POLL_BUDGET_S = 1.0
+# Saturation (issue 13): a poll behind a bulk herd takes many seconds of claims (every run due
+# before a critical one used to be claimed first). Critical runs are claimed LANE_LOOKAHEAD_S
+# ahead (the window is 5 s), so they are in SQS with their delay before a poller running that
+# far behind could make them late, and each poll claims by lane across its whole read (the
+# reorder buffer holds it), critical first. The critical lane is meant to be small, so its queue
+# stays short for moto's receive scans. (A per-poll time budget was tried and dropped: re-reading
+# the backlog every tick halved the poller's throughput on moto.)
 REORDER_ROWS = 20_000
-# ... and critical runs are claimed this far ahead (the window is 5 s): in SQS with their delay
-# before a poller running behind could make them late. The critical lane is meant to be small,
-# so its queue stays short for moto's receive scans.
 LANE_LOOKAHEAD_S = {"critical": 30.0}
 
 
@@ -396,7 +394,7 @@ class LocalRuntime:
         period = self.settings.period_s
         while not self._stop_poll.is_set():
             try:
-                self.dispatcher.poll(time_left=_budget(POLL_BUDGET_S))
+                self.dispatcher.poll()
                 self.stats.polls += 1
             except Exception as exc:  # the next tick tries again, as EventBridge would
                 self.stats.note_error("poller", exc)
@@ -679,22 +677,6 @@ def main(
         sys.stderr.flush()
         os._exit(code)
     return code
-
-
-def _budget(seconds: float) -> Any:
-    """A ``time_left`` for ``Dispatcher.poll`` that stops taking batches ``seconds`` after the
-    first one. Its clock starts at the first call (the first batch, once the lane reorder buffer
-    is read): reading a backlog must not use up the budget before a critical run is claimed."""
-    from ..dispatch import TIME_RESERVE_S
-
-    end: list[float] = []
-
-    def time_left() -> float:
-        if not end:
-            end.append(time.monotonic() + seconds + TIME_RESERVE_S)
-        return end[0] - time.monotonic()
-
-    return time_left
 
 
 def _state_line(rt: LocalRuntime) -> str:
