@@ -28,6 +28,8 @@ early; that absorbs the worker's reads of the run and task, and the worker then 
 exact instant. (A long poll returns a delayed message as soon as it comes due, as SQS does:
 ``motofix`` fix 7; stock moto rechecks only once a second.)
 Leases are 30 s instead of 300 s, so a run whose claim or attempt was lost comes back quickly.
+Critical runs are claimed 30 s ahead (``LANE_LOOKAHEAD_S``, before anything else in a poll), so
+a poller running behind a bulk herd does not make them late (README "Saturation").
 
 Once ready it prints one line on stdout, ``export AWS_ENDPOINT_URL=... DYNACRON_TABLE=...
 DYNACRON_QUEUE_URL=... DYNACRON_DLQ_URL=...`` (plus ``DYNACRON_SHARDS`` when ``--shards``
