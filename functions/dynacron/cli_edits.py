@@ -39,6 +39,11 @@ from .types import MisfirePolicy
 @click.option("--backoff-max", type=DURATION, help="Longest retry delay.")
 @click.option("--timeout", type=DURATION, help="Per attempt.")
 @click.option("--misfire", type=click.Choice([p.value for p in MisfirePolicy]))
+@click.option("--lane", metavar="LANE", help="Move the task to this lane: default, critical, bulk.")
+@click.option("--spread", type=DURATION, help="Start each run up to this much later (≤ 900s).")
+@click.option("--no-spread", is_flag=True, help="Remove the task's spread.")
+@click.option("--limit", metavar="NAME", help="Share this limit (`dynacron limits set`).")
+@click.option("--no-limit", is_flag=True, help="Remove the task's limit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the task as JSON.")
 @pass_config
 def update(
@@ -57,6 +62,11 @@ def update(
     backoff_max: float | None,
     timeout: float | None,
     misfire: str | None,
+    lane: str | None,
+    spread: float | None,
+    no_spread: bool,
+    limit: str | None,
+    no_limit: bool,
     as_json: bool,
 ) -> None:
     """Change a task: only the options given change (a new trigger fires from now on)."""
@@ -82,6 +92,7 @@ def update(
         changes["timeout"] = timeout
     if misfire is not None:
         changes["misfire"] = misfire
+    changes.update(_lane_changes(lane, spread, no_spread, limit, no_limit))
     if not changes:
         raise click.UsageError("nothing to update: give --payload, a trigger, --timeout, ...")
     task = scheduler.update(task_id, **{k: changes.get(k, UNSET) for k in changes})
@@ -89,6 +100,25 @@ def update(
         _print_json(task)
     else:
         _show_task(task, title=f"updated task {task.task_id}")
+
+
+def _lane_changes(
+    lane: str | None, spread: float | None, no_spread: bool, limit: str | None, no_limit: bool
+) -> dict[str, Any]:
+    """``--lane``/``--spread``/``--limit`` (``--no-spread``/``--no-limit`` remove them); the
+    values are checked by ``Scheduler.update`` as ``schedule`` checks them."""
+    if no_spread and spread is not None:
+        raise click.UsageError("--spread and --no-spread contradict each other")
+    if no_limit and limit is not None:
+        raise click.UsageError("--limit and --no-limit contradict each other")
+    changes: dict[str, Any] = {}
+    if lane is not None:
+        changes["lane"] = lane
+    if spread is not None or no_spread:
+        changes["spread"] = spread
+    if limit is not None or no_limit:
+        changes["limit"] = limit
+    return changes
 
 
 @cli.command(epilog=EXIT_CODES_EPILOG)

@@ -170,10 +170,17 @@ class Dispatcher:
         logger: Any = None,
         metrics: Any = None,
         reorder_rows: int | None = None,
+        lane_group_ms: int = 1000,
+        lane_lookahead_s: dict[str, float] | None = None,
     ) -> None:
         """``logger`` and ``metrics`` (Powertools-like) receive every AWS error at ERROR level.
 
-        ``reorder_rows`` bounds the lane reorder buffer (default: one page).
+        ``reorder_rows`` bounds the lane reorder buffer (default: one page); lane order holds
+        among rows due within the same ``lane_group_ms`` (``duestream.by_lane``).
+        ``lane_lookahead_s`` claims the runs of the lanes it names that far ahead (when longer
+        than the window), before anything else: ``{"critical": 30}`` has a critical run in SQS
+        (``DelaySeconds``) up to 30 s before it is due, so a poller running behind a bulk herd
+        does not make it late (one extra Query per shard, filtered on the lane).
         """
         self.store = store
         self.sqs = sqs
@@ -183,6 +190,11 @@ class Dispatcher:
         self.concurrency = max(1, concurrency)
         self.page_size = page_size
         self.reorder_rows = max(1, reorder_rows or page_size)
+        self.lane_group_ms = lane_group_ms
+        self.lane_lookahead_ms = {
+            lane: int(seconds * 1000) for lane, seconds in (lane_lookahead_s or {}).items()
+            if seconds > settings.window_s
+        }
         self.logger = logger
         self.metrics = metrics
         self._triggers: dict[str, Any] = {}
@@ -220,7 +232,8 @@ class Dispatcher:
             def beyond(shard: int, key: dict[str, Any] | None) -> tuple[list[RunRow], Any]:
                 return self.store.due_page_between(shard, horizon_ms, far_ms, key, self.page_size)
 
-            taken = self._stream(self._due_rows(window, report, pool, owned), report, time_left)
+            taken = self._lanes_ahead(to_ms(now), horizon_ms, report, pool, time_left, owned)
+            taken += self._stream(self._due_rows(window, report, pool, owned), report, time_left)
             report.add(lookahead_s=int(self.settings.window_s))
             if self._backlog_ahead(horizon_ms, far_ms, report, pool, time_left, owned):
                 # A burst is coming that one window could not send: claim it from now on,
@@ -231,6 +244,29 @@ class Dispatcher:
                 )
         report.add(left=report.found - taken)
         return report
+
+    def _lanes_ahead(
+        self,
+        now_ms: int,
+        horizon_ms: int,
+        report: DispatchReport,
+        pool: ThreadPoolExecutor | None,
+        time_left: Callable[[], float] | None,
+        shards: Sequence[int],
+    ) -> int:
+        """First, the runs of each ``lane_lookahead_s`` lane due past the window but inside that
+        lane's look-ahead: a Query per shard filtered on the lane, so only they are returned."""
+        taken = 0
+        for lane, ahead_ms in self.lane_lookahead_ms.items():
+
+            def ahead(shard: int, key: dict[str, Any] | None, lane: str = lane,
+                      until: int = now_ms + ahead_ms) -> tuple[list[RunRow], Any]:
+                return self.store.due_page_between(
+                    shard, horizon_ms, until, key, self.page_size, lane=lane
+                )
+
+            taken += self._stream(self._due_rows(ahead, report, pool, shards), report, time_left)
+        return taken
 
     def _backlog_ahead(
         self,
@@ -302,7 +338,7 @@ class Dispatcher:
             report.add(pages=1, found=n)
 
         streams = [shard_rows(s, fetch_reported, on_page, pool) for s in shards]
-        return by_lane(merged(streams), self.reorder_rows)
+        return by_lane(merged(streams), self.reorder_rows, self.lane_group_ms)
 
     def _stream(
         self,

@@ -14,6 +14,13 @@ Order (what the poller claims first):
    unknown lane counts as ``default``), so that when the time budget runs out it is the bulk
    runs that wait for the next tick. This is exact within the reorder buffer; a second holding
    more rows than the buffer is ordered by lane within each buffer-full.
+
+   ``group_ms`` widens "the same second"; 0 orders by lane across the whole buffer. The local
+   runtime (``dynacron local``) does that, with a buffer holding its window, so that when the
+   poller falls behind a bulk herd a critical run is claimed (and sent, with its delay) ahead of
+   every bulk run of the window instead of after the bulk runs due before it (issue 13: bulk
+   saturation must not make critical runs late). A bulk run then waits at most for the claims of
+   the window's critical runs, which are meant to be few.
 """
 
 from __future__ import annotations
@@ -77,12 +84,15 @@ def merged(streams: list[Iterator[RunRow]]) -> Iterator[RunRow]:
     return heapq.merge(*streams, key=lambda r: r.due_at or 0)
 
 
-def by_lane(rows: Iterator[RunRow], reorder_rows: int) -> Iterator[RunRow]:
-    """Within each due second (bounded by ``reorder_rows``), critical → default → bulk."""
+def by_lane(
+    rows: Iterator[RunRow], reorder_rows: int, group_ms: int = 1000
+) -> Iterator[RunRow]:
+    """Within each due second (each ``group_ms``, or the whole buffer when 0; bounded by
+    ``reorder_rows``), critical → default → bulk."""
     buffer: list[RunRow] = []
     second: int | None = None
     for row in rows:
-        sec = int(row.due_at or 0) // 1000
+        sec = int(row.due_at or 0) // group_ms if group_ms > 0 else 0
         if buffer and (sec != second or len(buffer) >= reorder_rows):
             yield from _drain(buffer)
         second = sec

@@ -78,6 +78,9 @@ class TaskEdits:
         retry: RetryPolicy = UNSET,
         timeout: float | timedelta = UNSET,
         misfire: MisfirePolicy | str = UNSET,
+        lane: str = UNSET,
+        spread: float | timedelta | None = UNSET,
+        limit: str | None = UNSET,
     ) -> Task:
         """Change what the task runs and when; returns the updated task.
 
@@ -87,9 +90,15 @@ class TaskEdits:
         atomically and fires from now on. ``payload`` and ``timeout`` apply to every attempt
         that starts after the update, ``retry`` to runs not yet claimed. A cancelled task
         raises ``InvalidStateError``; a completed one given a new trigger becomes active.
+        ``lane``, ``spread`` and ``limit`` are checked as ``schedule()`` checks them (an unknown
+        lane, a spread outside (0, 900 s], a limit never set: ``ValidationError``);
+        ``spread=None`` / ``limit=None`` remove them. They apply to the pending occurrence
+        (its lane, its limit, its offset and so the instant it is due) and every later one; a
+        run already claimed keeps what it was sent with.
         """
         given = {"payload": payload, "trigger": trigger, "retry": retry, "timeout": timeout,
-                 "misfire": misfire}  # fmt: skip
+                 "misfire": misfire, "lane": lane, "spread": spread,
+                 "limit": limit}  # fmt: skip
         if all(v is UNSET for v in given.values()):
             return self.get(task_id)  # type: ignore[attr-defined]
         for _ in range(_RETRIES):
@@ -140,12 +149,15 @@ class TaskEdits:
             pick("retry", RetryPolicy.from_dict(json.loads(row.retry))),
             pick("timeout", float(row.timeout)),
             pick("misfire", row.misfire),
-            row.lane,
+            pick("lane", row.lane or "default"),
             None if row.expire_after is None else float(row.expire_after),
         )
         if row.target:  # keeps its target; the reserved payload key is checked again
             spec = _with_target(spec, target_from_dict(json.loads(row.target)), self.settings)
-        return spec
+        spread_now = None if row.spread_ms is None else int(row.spread_ms) / 1000
+        return self._with_spread_and_limit(  # type: ignore[attr-defined]
+            spec, pick("spread", spread_now), pick("limit", row.limit)
+        )
 
     def _edit(self, row: TaskRow, spec: dict[str, Any], new_trigger: bool) -> _Edit:
         model = self.store.models.Task
@@ -158,6 +170,9 @@ class TaskEdits:
             model.spec_hash.set(spec["hash"]),
             model.updated_at.set(to_ms(now)),
             model.version.add(1),
+            model.lane.set(spec["lane"]),
+            *_set_or_remove(model.spread_ms, spec.get("spread_ms")),
+            *_set_or_remove(model.limit, spec.get("limit")),
         ]
         edit = _Edit(task_actions=actions)
         head = self._pending_head(row)  # type: ignore[attr-defined]
@@ -211,6 +226,7 @@ class TaskEdits:
         """The head keeps its time; what it copies from the task (and chains with) changes."""
         run = self.store.models.Run
         actions = [run.max_attempts.set(spec["retry"].max_attempts)]
+        actions += _lane_actions(run, head, spec)
         if not head.manual:
             actions.append(run.misfire.set(spec["misfire"]))
             if trigger_text is not None:
@@ -225,6 +241,7 @@ class TaskEdits:
             row, scheduled_run_id(when_ms), when_ms, spec["retry"].max_attempts, int(row.shard)
         )
         head.trigger, head.misfire = trigger_text, spec["misfire"]
+        _apply_lane(head, spec)
         if row.status == TaskStatus.PAUSED.value:
             head.due_shard = head.due_at = None  # a paused task's head waits outside the index
         return head
@@ -252,6 +269,39 @@ class TaskEdits:
             ended = (TaskStatus.CANCELLED.value, TaskStatus.COMPLETED.value)
             current.delete(condition=task.status.is_in(*ended))
         return deleted
+
+
+def _set_or_remove(attr: Any, value: Any) -> list[Any]:
+    return [attr.remove()] if value is None else [attr.set(value)]
+
+
+def _lane_actions(run: Any, head: RunRow, spec: dict[str, Any]) -> list[Any]:
+    """The head's lane, limit and spread as the spec says; a new spread moves its offset and
+    (when it is in the due index) the instant it is due."""
+    from .spread import offset_ms
+
+    spread_ms = spec.get("spread_ms")
+    offset = 0 if head.manual else offset_ms(head.task_id, head.run_id, spread_ms)
+    actions = [
+        run.lane.set(spec["lane"]),
+        *_set_or_remove(run.limit, spec.get("limit")),
+        *_set_or_remove(run.spread_ms, spread_ms),
+        *_set_or_remove(run.offset_ms, offset or None),
+    ]
+    if head.due_at is not None:  # a paused task's head waits outside the index
+        actions.append(run.due_at.set(int(head.scheduled_for) + offset))
+    return actions
+
+
+def _apply_lane(head: RunRow, spec: dict[str, Any]) -> None:
+    """A new head made from the task row as it was: give it the spec's lane, limit, spread."""
+    from .spread import offset_ms
+
+    spread_ms = spec.get("spread_ms")
+    offset = offset_ms(head.task_id, head.run_id, spread_ms)
+    head.lane, head.limit, head.spread_ms = spec["lane"], spec.get("limit"), spread_ms
+    head.offset_ms = offset or None
+    head.due_at = int(head.scheduled_for) + offset
 
 
 def _lost_race(exc: TransactWriteError) -> bool:

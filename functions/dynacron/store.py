@@ -368,12 +368,15 @@ class Store:
         horizon_ms: int,
         last_key: dict[str, Any] | None,
         page_size: int = 500,
+        lane: str | None = None,
     ) -> tuple[list[RunRow], dict[str, Any] | None]:
-        """One page of ``shard``'s due index with ``after_ms < due_at <= horizon_ms``."""
+        """One page of ``shard``'s due index with ``after_ms < due_at <= horizon_ms`` (only
+        ``lane``'s rows when given: a filter, so only those are returned and decoded)."""
         run = self.models.Run
         result = run.due_index.query(
             shard,
             run.due_at.between(after_ms + 1, horizon_ms),
+            filter_condition=None if lane is None else run.lane == lane,
             last_evaluated_key=last_key,
             page_size=page_size,
         )

@@ -7,9 +7,14 @@ same loops ``dynacron local`` runs) against the backend, and the handlers count 
 
 from __future__ import annotations
 
+import pickle
+import signal
+import subprocess
+import sys
 import threading
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +22,7 @@ import pytest
 from dynacron import At, handler
 from dynacron.clock import SystemClock, from_ms
 from dynacron.local.runtime import LocalRuntime
+from helpers.backends import TESTS_DIR
 from helpers.harness import wait_for
 
 pytestmark = pytest.mark.reliability
@@ -180,3 +186,108 @@ def test_concurrency_three_with_a_dead_worker_gets_its_slot_back_by_lease(dep, g
 def _overlap(spans: list[tuple[int, int]], at: int) -> int:
     """Runs whose [started_at, finished_at) holds ``at``."""
     return sum(1 for s, f in spans if s <= at < f)
+
+
+# --- a worker process killed mid-run ------------------------------------------------------------
+
+
+class _ProcWorker:
+    """``helpers.procworker`` in a child process: started, then stopped or SIGKILLed."""
+
+    def __init__(self, settings_path: Path, log: Path, loops: int) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "helpers.procworker", str(settings_path), str(log), str(loops)],
+            cwd=TESTS_DIR, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        ready = self.proc.stdout.readline()  # type: ignore[union-attr]
+        assert ready.strip() == "ready", ready
+
+    def kill(self) -> int:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        return int(time.time() * 1000)
+
+    def stop(self) -> None:
+        if self.proc.poll() is not None:
+            return
+        self.proc.stdin.close()  # type: ignore[union-attr]
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def _spans(log: Path, killed_at: int) -> dict[str, tuple[int, int]]:
+    """Each attempt's [enter, leave) from the handlers' log; one that never left ran until its
+    process was killed."""
+    spans: dict[str, list[int]] = {}
+    for line in log.read_text().splitlines():
+        kind, at, key, _pid = line.split()
+        spans.setdefault(key, [0, killed_at])[0 if kind == "enter" else 1] = int(at)
+    return {k: (s, f) for k, (s, f) in spans.items()}
+
+
+def test_concurrency_three_with_a_killed_worker_process_gets_its_slot_back_by_lease(
+    make_dep, tmp_path, figures
+):
+    """Limit concurrency 3. A worker *process* takes a run and is SIGKILLed mid-run: nothing
+    releases its slot. 30 runs then go to a second process with 4 loops: never more than 3
+    handlers at once across both processes, at most 2 while the killed attempt's lease lives
+    (``timeout + lease_s``), 3 once it expired; the killed run comes back by its own lease
+    (the poller reclaims it) and finishes on attempt 2; nothing lost."""
+    from dynacron import RetryPolicy
+    from dynacron.limits import LimitStore, _leases
+
+    dep = make_dep(lease_s=3)
+    real = SystemClock()
+    sdk = dep.scheduler(clock=real)
+    sdk.set_limit("rel-proc-db", rate=None, concurrency=3)
+    settings_path, log = tmp_path / "settings.pickle", tmp_path / "handlers.log"
+    settings_path.write_bytes(pickle.dumps(dep.settings))
+    victim_proc = _ProcWorker(settings_path, log, loops=1)
+    survivor: _ProcWorker | None = None
+    try:
+        sdk.schedule("rel-proc", {"hang": True}, trigger=At(real.now() + timedelta(seconds=1)),
+                     task_id="victim", limit="rel-proc-db", timeout=4,
+                     retry=RetryPolicy(max_attempts=2, backoff_base=1, jitter=0))
+        entered = wait_for(lambda: log.exists() and "victim/" in log.read_text(), timeout_s=60)
+        assert entered, "the victim's worker never started it"
+        killed_at = victim_proc.kill()
+        row = LimitStore(sdk.store)._row("rel-proc-db")
+        (dead_until,) = _leases(row).values()  # the killed attempt's slot, released by nobody
+        assert dead_until > killed_at
+        survivor = _ProcWorker(settings_path, log, loops=4)
+        due = real.now() + timedelta(seconds=1)
+        for i in range(30):
+            sdk.schedule("rel-proc", {"sleep_s": 0.4}, trigger=At(due), task_id=f"k-{i}",
+                         limit="rel-proc-db")
+        poller = dep.dispatcher(dep.new_sqs(), clock=real)
+
+        def all_done() -> bool:
+            poller.poll()  # the killed run comes back when its running lease expires
+            return _all_succeeded(dep, 31)
+
+        done = wait_for(all_done, timeout_s=150, interval_s=1.0)
+    finally:
+        for proc in (survivor, victim_proc):
+            if proc is not None:
+                proc.stop()
+    runs = {r.task_id: r for r in dep.runs()}
+    spans = _spans(log, killed_at)
+    starts = sorted(s for s, _ in spans.values())
+    most = max(_overlap(list(spans.values()), t) for t in starts)
+    survivors = [span for key, span in spans.items() if not key.startswith("victim/")]
+    early = [s for s, _ in survivors if s < dead_until]
+    while_dead = max((_overlap(survivors, t) for t in early), default=0)
+    figures("concurrency_3_killed_worker", dep.backend, runs=31, duplicates=0,
+            lost=31 - sum(1 for r in runs.values() if r.status == "succeeded"), faults=1,
+            most_at_once=most, most_while_dead_lease=while_dead, started_in_dead_lease=len(early))
+    assert done, (sorted({r.status for r in runs.values()}), runs.get("victim"))
+    assert most <= 3  # never exceeded, across both processes
+    assert early, "no run started while the killed attempt's lease lived: nothing was tested"
+    assert while_dead <= 2  # the killed worker's slot stayed taken until its lease expired
+    assert max(_overlap(survivors, s) for s, _ in survivors if s >= dead_until) == 3  # back
+    # attempt 2 began once the killed attempt's running lease (the same timeout + lease_s) ended
+    assert runs["victim"].attempt == 2 and int(runs["victim"].started_at) >= dead_until - 1000
+    assert all(runs[f"k-{i}"].attempt == 1 for i in range(30))  # waiting cost no attempt

@@ -205,3 +205,36 @@ def test_lane_order_never_moves_a_row_ahead_of_an_earlier_second(reorder):
         for sec in set(seconds):
             ranks = [lane_rank(r.lane) for r in out if r.due_at // 1000 == sec]
             assert ranks == sorted(ranks)
+
+
+def test_group_zero_orders_by_lane_across_the_whole_buffer():
+    """``dynacron local``'s order (issue 13): a critical run due seconds after a bulk herd is
+    handed on before the herd, within a buffer-full; within a lane the due order stays."""
+    rows = [_Row(1000 * k, "bulk") for k in range(8)] + [_Row(7500, "critical"), _Row(9000, "x")]
+    out = list(by_lane(iter(rows), 100, group_ms=0))
+    assert [r.lane for r in out] == ["critical", "x"] + ["bulk"] * 8
+    assert [r.due_at for r in out[2:]] == [1000 * k for k in range(8)]
+    # the buffer still bounds it: with 4 rows a buffer, the critical row waits its turn
+    small = list(by_lane(iter(rows), 4, group_ms=0))
+    assert small.index(rows[8]) == 8
+
+
+def test_a_lane_look_ahead_claims_that_lane_early_and_leaves_the_others(env):
+    """``lane_lookahead_s={"critical": 30}`` with a 5 s window: a critical run due in 20 s is
+    claimed and sent now (with its delay); a bulk run due then stays pending for later polls."""
+    q = env.settings.queue_url
+    env.settings = replace(env.settings, window_s=5, lane_queues={"critical": q, "bulk": q})
+    s = _quiet(env)
+    for lane, after in (("critical", 20), ("bulk", 20), ("bulk", 3), ("critical", 40)):
+        at = At(env.clock.now() + timedelta(seconds=after))
+        s.schedule("noop", {}, trigger=at, task_id=f"{lane}-{after}", lane=lane)
+    report = env.dispatcher(lane_lookahead_s={"critical": 30}).poll()
+    sent = {json.loads(e["MessageBody"])["task_id"]: e["DelaySeconds"] for e in env.sqs.sent}
+    assert sent == {"critical-20": 19, "bulk-3": 2}
+    assert report.found == 2 and report.left == 0  # the rows read past the window are not owed
+    assert s.runs("bulk-20")[0].status == s.runs("critical-40")[0].status == "pending"
+    env.clock.advance(17)  # bulk-20 is inside the window now, critical-40 inside its 30 s
+    env.sqs.sent.clear()
+    env.dispatcher(lane_lookahead_s={"critical": 30}).poll()
+    sent = {json.loads(e["MessageBody"])["task_id"]: e["DelaySeconds"] for e in env.sqs.sent}
+    assert sent == {"bulk-20": 2, "critical-40": 22}

@@ -30,6 +30,8 @@ early; that absorbs the worker's reads of the run and task, and the worker then 
 exact instant. (A long poll returns a delayed message as soon as it comes due, as SQS does:
 ``motofix`` fix 7; stock moto rechecks only once a second.)
 Leases are 30 s instead of 300 s, so a run whose claim or attempt was lost comes back quickly.
+Critical runs are claimed 30 s ahead (``LANE_LOOKAHEAD_S``, before anything else in a poll), so
+a poller running behind a bulk herd does not make them late (README "Saturation").
 
 Once ready it prints one line on stdout, ``export AWS_ENDPOINT_URL=... DYNACRON_TABLE=...
 DYNACRON_QUEUE_URL=... DYNACRON_DLQ_URL=...`` (plus ``DYNACRON_SHARDS`` when ``--shards``
@@ -77,6 +79,15 @@ STOP_GRACE_S = 30.0
 RECEIVE_WAIT_S = 1
 SHORT_POLL_PAUSE_S = 0.05  # between empty short polls (receive_wait_s=0)
 DUE_SOON_EVERY = 3  # ticks between "due soon" counts (a query per shard: keep moto's load low)
+# Saturation (issue 13): a poll behind a bulk herd takes many seconds of claims (every run due
+# before a critical one used to be claimed first). Critical runs are claimed LANE_LOOKAHEAD_S
+# ahead (the window is 5 s), so they are in SQS with their delay before a poller running that
+# far behind could make them late, and each poll claims by lane across its whole read (the
+# reorder buffer holds it), critical first. The critical lane is meant to be small, so its queue
+# stays short for moto's receive scans. (A per-poll time budget was tried and dropped: re-reading
+# the backlog every tick halved the poller's throughput on moto.)
+REORDER_ROWS = 20_000
+LANE_LOOKAHEAD_S = {"critical": 30.0}
 
 
 @dataclass(frozen=True)
@@ -294,7 +305,8 @@ class LocalRuntime:
             self.restored = state.load(self.dynamodb, self.sqs, self.settings, saved)
 
         self.dispatcher = Dispatcher(
-            Store(self.settings), self.sqs, self.settings, on_event=self.stats.on_event
+            Store(self.settings), self.sqs, self.settings, on_event=self.stats.on_event,
+            reorder_rows=REORDER_ROWS, lane_group_ms=0, lane_lookahead_s=LANE_LOOKAHEAD_S,
         )
         self.poller_groups = shard_groups(self.settings.shards, self.settings.poller_fanout)
         self.executor = Executor(
