@@ -83,7 +83,10 @@ def trial(endpoint: str, runs: int, tick_s: float, timeout_s: float = 150.0) -> 
     stop = threading.Event()
     poller = threading.Thread(target=_ticking_poller, args=(settings, stop, tick_s), daemon=True)
     poller.start()
-    fleet = Workers(settings, processes=1, threads=2).start()
+    # One receive loop per run: each loop is one concurrent "invocation", held by its batch for
+    # the handler's whole sleep, and Lambda's event source adds invocations as messages wait;
+    # with fewer loops a redelivered run would wait for a busy loop, which no deployment does.
+    fleet = Workers(settings, processes=1, threads=runs).start()
     try:
         deadline = time.time() + 60
         while len(_started(_runs(ddb, settings.table_name), 1)) < runs:
