@@ -293,8 +293,9 @@ class Executor:
                 if ok
                 else self._fail(run, task, error or "failed", receipt, queue_url)
             )
-        if res.outcome is Outcome.ACK and not run.manual and task.next_fire_at is None:
-            self.store.complete_if_done(run.task_id, to_ms(self.clock.now()))
+        if res.outcome is Outcome.ACK and not run.manual and _was_last(task, run):
+            last = int(run.scheduled_for)
+            self.store.complete_if_done(run.task_id, to_ms(self.clock.now()), last)
         return res
 
     def _gate(self, run: RunRow, now: datetime, timeout: float) -> str | Result | None:
@@ -401,6 +402,11 @@ class Executor:
         """Extend the attempt's lease (only while it is still ours) and hide its message."""
         beat_s = self.settings.heartbeat_s
         until_ms = to_ms(self.clock.now()) + int(beat_s * 1000)
+        if int(run.due_at or 0) >= until_ms - int(beat_s * 1000 / BEATS_PER_LEASE):
+            # The first beat, right after the start wrote this very lease: renewing it again
+            # would write the run (and re-key the index) for nothing; the message is hidden.
+            self._change_visibility(queue_url, receipt, int(beat_s) + VISIBILITY_MARGIN_S)
+            return True
         try:
             renewed = self.store.renew(run, until_ms)
         except DynacronError as exc:  # a backend failure: the renewal is retried at the next beat
@@ -667,6 +673,12 @@ def run_with_timeout(
         exc = box["error"]
         return False, None, f"{type(exc).__name__}: {exc}"
     return True, box.get("value"), None
+
+
+def _was_last(task: TaskRow, run: RunRow) -> bool:
+    """The run was its task's last occurrence: nothing after it (the claim of the last one
+    leaves ``next_fire_at`` at it)."""
+    return task.next_fire_at is None or int(task.next_fire_at) == int(run.scheduled_for)
 
 
 def _raise_in(thread: threading.Thread, exc_type: type[BaseException]) -> None:

@@ -124,8 +124,19 @@ class Transitions:
         return _applied(lambda: row.update(actions=actions, condition=condition))
 
     def claim_occurrence(self, row: RunRow, fence: str, nxt: RunRow | None, now_ms: int) -> bool:
-        """Claim an occurrence, create the next one, move the task's ``next_fire_at``: at once."""
-        return self._chain(row, self._claim_actions(row, fence, now_ms), nxt, now_ms, False)
+        """Claim an occurrence, create the next one, move the task's ``next_fire_at``: at once.
+
+        The last occurrence (a one-time task's run, the end of a bounded chain) has nothing to
+        create: one conditional UpdateItem, not a transaction with the task (1 WRU, not 4). The
+        task keeps ``next_fire_at`` at this run until the run ends (``complete_if_done``). That
+        the task is still active is read from the run itself: a pause takes its head out of
+        the index (``due_at`` gone), a cancel skips it, an update deletes or retunes it, and
+        each of those fails this condition."""
+        actions = self._claim_actions(row, fence, now_ms)
+        if nxt is None:
+            condition = self._as_read(row) & self.models.Run.due_at.exists()
+            return _applied(lambda: row.update(actions=actions, condition=condition))
+        return self._chain(row, actions, nxt, now_ms, False)
 
     def skip_occurrence(self, row: RunRow, nxt: RunRow | None, reason: str, now_ms: int) -> bool:
         """Skip an occurrence (misfire policy) and chain the next one, atomically."""
@@ -297,18 +308,24 @@ class Transitions:
         condition = (m.fence == run.fence) & (m.status == run.status)
         return _applied(lambda: run.update(actions=[m.slot_ms.set(slot_ms)], condition=condition))
 
-    def complete_if_done(self, task_id: str, now_ms: int) -> bool:
-        """Mark the task ``completed`` if it is active and its chain has ended (no next fire).
+    def complete_if_done(self, task_id: str, now_ms: int, last_ms: int | None = None) -> bool:
+        """Mark the task ``completed`` if it is active and its chain has ended: no next fire,
+        or (``last_ms``) the next fire is the occurrence that just ended (the last one keeps
+        it while it runs, see ``claim_occurrence``).
 
         Called when the last occurrence of a task finishes; a no-op for a task that goes on.
         """
         task = self.models.Task
         actions: list[Any] = [
             task.status.set(TaskStatus.COMPLETED.value),
+            task.next_fire_at.remove(),
             task.updated_at.set(now_ms),
             task.version.add(1),
         ]
-        condition = (task.status == TaskStatus.ACTIVE.value) & task.next_fire_at.does_not_exist()
+        ended = task.next_fire_at.does_not_exist()
+        if last_ms is not None:
+            ended |= task.next_fire_at == last_ms
+        condition = (task.status == TaskStatus.ACTIVE.value) & ended
         row = task(keys.task_pk(task_id), keys.TASK_SK)
         return _applied(lambda: row.update(actions=actions, condition=condition))
 
