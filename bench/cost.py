@@ -208,11 +208,12 @@ class _NoDelaySQS:
 
 
 def scenario(endpoint: str, kind: str, fires: int, ticks: int = 1, receive_max: int = 10,
-             meter: bool = True) -> dict[str, Any]:
+             meter: bool = True, payload_bytes: int = 0) -> dict[str, Any]:
     """Run ``fires`` fires of ``kind`` through their whole lifecycle; counts by phase.
 
     ``meter=False`` skips the capacity meter (whose image reads would lengthen the worker's
-    invocations): use it to time the invocations.
+    invocations): use it to time the invocations. ``payload_bytes``: each task's payload is
+    padded to about this many bytes of JSON (0: the tiny ``{"i": n}``).
     """
     from dynacron import At, Every, Scheduler
     from dynacron.clock import FrozenClock
@@ -269,7 +270,7 @@ def scenario(endpoint: str, kind: str, fires: int, ticks: int = 1, receive_max: 
             trig = At(t0 + timedelta(seconds=30) + i * step)
         else:
             trig = At(first_due + i * step)
-        sched.schedule("bench-noop", {"i": i}, trigger=trig, timeout=30)
+        sched.schedule("bench-noop", _payload(i, payload_bytes), trigger=trig, timeout=30)
     phases["create"] = _diff(counter.snapshot(), before)
 
     durations: list[float] = []
@@ -345,6 +346,31 @@ def scenario(endpoint: str, kind: str, fires: int, ticks: int = 1, receive_max: 
     return out
 
 
+def _payload(i: int, size: int) -> dict[str, Any]:
+    if size <= 0:
+        return {"i": i}
+    return {"i": i, "pad": "x" * max(0, size - len('{"i":,"pad":""}') - len(str(i)))}
+
+
+WRU_SCENARIOS = {  # key in latest.json -> scenario arguments (issue 11, item 6)
+    "wru_per_fire_one_time": {"kind": "one_time"},
+    "wru_per_fire_recurring": {"kind": "recurring", "ticks": 4},
+    "wru_per_fire_one_time_2kb_payload": {"kind": "one_time", "payload_bytes": 2048},
+}
+
+
+def wru_figures(endpoint: str, fires: int = 120) -> dict[str, Any]:
+    """Write units per fire (table + due index, from item sizes: 1 per KB rounded up, x2 in a
+    transaction), create to finish, for the three scenarios of ``WRU_SCENARIOS``."""
+    out: dict[str, Any] = {}
+    for key, args in WRU_SCENARIOS.items():
+        fig = scenario(endpoint, fires=fires, **args)  # type: ignore[arg-type]
+        out[key] = fig["wcu_per_fire"]
+        out[key + "_by_op"] = fig["wru_by_op_per_fire"]
+        out[key + "_items_bytes"] = {"run": fig["run_item_bytes"], "task": fig["task_item_bytes"]}
+    return out
+
+
 def _diff(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
     return {k: after[k] - before.get(k, 0) for k in after if after[k] - before.get(k, 0)}
 
@@ -406,6 +432,48 @@ def dollars_per_million(fig: dict[str, Any]) -> dict[str, float]:
     return parts
 
 
+def early_wait_s(mean_batch: float) -> float:
+    """The worker's mean wait for early messages per invocation, which the frozen clock makes
+    free in ``scenario``. DelaySeconds is whole seconds and the poller rounds so a message
+    arrives at most 1 s before its run's start (``dispatch.delay_seconds``): the wait of one
+    record is uniform in (0, 1] s, mean 0.5 s; a batch's records wait concurrently (``batch``),
+    so an invocation of n records due in the same second lasts the longest wait, mean
+    n / (n + 1) s. Modelled from that rule, not timed on AWS (SQS and event-source latency
+    shorten it a little)."""
+    n = max(1.0, mean_batch)
+    return n / (n + 1)
+
+
+def dollars_per_million_real_time(fig: dict[str, Any]) -> dict[str, float]:
+    """``dollars_per_million`` with the worker's real time: its invocation time plus the wait
+    for early messages (``early_wait_s``)."""
+    timed = dict(fig)
+    wait_ms = 1000 * early_wait_s(float(fig.get("mean_batch_size") or 1))
+    timed["worker_invocation_ms_local"] = fig["worker_invocation_ms_local"] + wait_ms
+    parts = dollars_per_million(timed)
+    parts["early_wait_ms_per_invocation"] = round(wait_ms, 1)
+    return parts
+
+
+#: EventBridge Scheduler + its Lambda target, per million fires: the schedule's invocation,
+#: the Lambda request and the target's duration (the handler only: nothing else runs there).
+TARGET_HANDLER_MS = 10.0
+TARGET_MEMORY_GB = 0.5
+
+
+def eventbridge_with_lambda_per_million(handler_ms: float = TARGET_HANDLER_MS,
+                                        free_tier: bool = False) -> dict[str, float]:
+    p = PRICES
+    parts = {
+        "scheduler_invocations": 0.0 if free_tier else p["eventbridge_scheduler_per_million"],
+        "lambda_requests": p["lambda_per_million_requests"],
+        "lambda_duration": handler_ms / 1000 * TARGET_MEMORY_GB * 1e6 * p["lambda_per_gb_second"],
+    }
+    parts = {k: round(v, 4) for k, v in parts.items()}
+    parts["total"] = round(sum(parts.values()), 4)
+    return parts
+
+
 def fixed_monthly(idle_ms: float, shards: int = 8) -> dict[str, float]:
     p = PRICES
     parts = {
@@ -448,3 +516,44 @@ def verdict(var_per_m: float, var_sparse_per_m: float, fixed: float, wru: float)
         f"dynacron is cheaper above {no_free:.2f}M fires/month ignoring EventBridge's free "
         f"tier, above {with_free:.1f}M/month counting it; below that EventBridge Scheduler is."
     )
+
+
+def main() -> int:
+    """``python -m bench.cost``: measure the ``wru_*`` figures on moto and merge them into
+    ``bench/results/latest.json`` (every other key is kept)."""
+    import json
+
+    from .common import RESULTS, backend
+
+    with backend("moto") as url:
+        figures = wru_figures(url)
+        one = scenario(url, "one_time", 120)
+        timing = scenario(url, "one_time", 60, meter=False)
+        sparse = scenario(url, "one_time", 20, receive_max=1, meter=False)
+    one["worker_invocation_ms_local"] = timing["worker_invocation_ms_local"]
+    real = dollars_per_million_real_time(one)
+    sparse_fig = {**one, **{k: sparse[k] for k in ("worker_invocations_per_fire",
+                                                   "worker_invocation_ms_local",
+                                                   "mean_batch_size", "sqs_requests_per_fire")}}
+    real_sparse = dollars_per_million_real_time(sparse_fig)
+    eb = eventbridge_with_lambda_per_million()
+    figures.update({
+        "cost_per_million_usd_one_time_real_time": real["total"],
+        "cost_per_million_breakdown_one_time_real_time": real,
+        "cost_per_million_usd_one_time_sparse_real_time": real_sparse["total"],
+        "cost_per_million_breakdown_one_time_sparse_real_time": real_sparse,
+        "eventbridge_scheduler_with_lambda_per_million_usd": eb["total"],
+        "eventbridge_scheduler_with_lambda_breakdown": eb,
+        "eventbridge_scheduler_with_lambda_assumes": f"target handler {TARGET_HANDLER_MS:g} ms "
+        f"at {TARGET_MEMORY_GB * 1024:.0f} MB; above the 14M free invocations a month",
+    })
+    path = RESULTS / "latest.json"
+    data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    data.update(figures)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps({k: v for k, v in figures.items() if not k.endswith(("_by_op", "_bytes"))}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

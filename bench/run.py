@@ -113,6 +113,7 @@ def cost(cfg: dict[str, Any]) -> dict[str, Any]:
         log(f"  recurring: {rec['requests']}")
         sparse = c.scenario(url, "one_time", cfg["cost_sparse_fires"], receive_max=1)
         short = c.scenario(url, "short_notice", cfg["cost_short_fires"])
+        wru = c.wru_figures(url, cfg["cost_fires"])
         timing = c.scenario(url, "one_time", cfg["cost_fires"] // 2, meter=False)
         timing_sparse = c.scenario(url, "one_time", cfg["cost_sparse_fires"], receive_max=1,
                                    meter=False)
@@ -135,6 +136,7 @@ def cost(cfg: dict[str, Any]) -> dict[str, Any]:
         "ddb_writes_per_fire_recurring": rec["ddb_writes_per_fire"],
         "wcu_per_fire_one_time": one["wcu_per_fire"],
         "wcu_per_fire_recurring": rec["wcu_per_fire"],
+        **wru,
         "sqs_requests_per_fire_sparse": sparse["sqs_requests_per_fire"],
         "worker_invocations_per_fire_sparse": sparse["worker_invocations_per_fire"],
         "sqs_requests_per_fire_short_notice": short["sqs_requests_per_fire"],

@@ -250,11 +250,7 @@ def _aws_message(exc: BaseException) -> str | None:
         nxt = getattr(current, "cause", None) or current.__cause__ or current.__context__
         current = nxt if isinstance(nxt, BaseException) else None
         seen += 1
-    try:
-        from pynamodb.exceptions import PynamoDBException
-    except ImportError:  # pragma: no cover - pynamodb is a dependency
-        return None
-    if isinstance(exc, PynamoDBException):
+    if type(exc).__module__.split(".")[0] == "pynamodb":  # by name: only the storage imports it
         return f"DynamoDB: {exc}"
     return None
 
@@ -1475,6 +1471,22 @@ def local(
     )
     return int(code or 0)
 
+
+# Shared with the commands kept in modules of their own (cli_*.py, ui/command.py): their
+# public names, so that no module imports another's private ones.
+Config = _Config
+build_trigger = _build_trigger
+payload = _payload
+print_json = _print_json
+show_task = _show_task
+trigger_options = _trigger_options
+display_zone = _display_zone
+run_columns = _run_columns
+run_row = _run_row
+table = _table
+console = _console
+delta = _delta
+iso = _iso
 
 # Commands kept in modules of their own register on ``cli`` when imported.
 from . import cli_edits, cli_stats  # noqa: E402, F401

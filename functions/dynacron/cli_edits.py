@@ -14,15 +14,15 @@ import click
 from .cli import (
     DURATION,
     EXIT_CODES_EPILOG,
-    _build_trigger,
-    _Config,
-    _payload,
-    _print_json,
-    _show_task,
-    _trigger_options,
     cli,
     pass_config,
 )
+from .cli import Config as _Config
+from .cli import build_trigger as _build_trigger
+from .cli import payload as _payload
+from .cli import print_json as _print_json
+from .cli import show_task as _show_task
+from .cli import trigger_options as _trigger_options
 from .edits import UNSET
 from .types import MisfirePolicy
 

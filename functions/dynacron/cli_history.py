@@ -12,7 +12,12 @@ from typing import Any
 
 import click
 
-from .cli import _Config, _display_zone, _print_json, _run_columns, _run_row, _table
+from .cli import Config as _Config
+from .cli import display_zone as _display_zone
+from .cli import print_json as _print_json
+from .cli import run_columns as _run_columns
+from .cli import run_row as _run_row
+from .cli import table as _table
 
 #: ``--status`` without ``--since`` and without TASK_ID looks this far back.
 DEFAULT_SINCE_S = 3600.0

@@ -14,14 +14,14 @@ import click
 from .cli import (
     DURATION,
     EXIT_CODES_EPILOG,
-    _Config,
-    _console,
-    _delta,
-    _iso,
-    _print_json,
     cli,
     pass_config,
 )
+from .cli import Config as _Config
+from .cli import console as _console
+from .cli import delta as _delta
+from .cli import iso as _iso
+from .cli import print_json as _print_json
 from .cli_tables import plural
 
 

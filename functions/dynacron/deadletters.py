@@ -1,6 +1,7 @@
 """Reading and redriving the dead-letter queue (``Scheduler.dead_letters``/``redrive_all``).
 
-The DLQ holds three kinds of record, written by ``dispatch.send_dead_letter`` and the
+The DLQ holds three kinds of record (:class:`DeadRecord`, this module's: versioned,
+``to_body``/``parse``), written by :func:`send_dead_letter` (poller and worker) and the
 executor: ``dead_run`` (a run that ended dead: it names task, run, attempts, reason, last
 error), ``undecodable`` and ``orphan`` (a message that names nothing that can run), plus raw
 work messages moved there by the queue's own redrive policy (``work``). Listing never consumes:
@@ -18,7 +19,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import InvalidStateError, RunNotFound, TaskNotFound
+from .errors import InvalidStateError, RunNotFound, TaskNotFound, ValidationError
+from .types import MAX_ERROR_CHARS
+
+#: The version of the records this module writes (``v``); ``parse`` refuses any other.
+DEAD_LETTER_VERSION = 1
+#: How much of an undecodable message its record keeps.
+MAX_BODY_CHARS = 2048
+#: The kinds of record dynacron writes.
+KINDS = ("dead_run", "undecodable", "orphan")
 
 #: Record kinds that name a run ``Scheduler.redrive`` can revive.
 REDRIVABLE = ("dead_run", "work")
@@ -48,6 +57,99 @@ class DeadLetter:
         return self.kind in REDRIVABLE and bool(self.task_id and self.run_id)
 
 
+def clip(text: str) -> str:
+    """An error text cut to what a run (and its record) keeps (``MAX_ERROR_CHARS``)."""
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
+@dataclass(frozen=True)
+class DeadRecord:
+    """What dynacron writes on the DLQ: a dead run (who, how many attempts, which life, why;
+    never the payload), or a message that named nothing runnable (undecodable, orphan)."""
+
+    kind: str
+    reason: str
+    task_id: str | None = None
+    run_id: str | None = None
+    task_type: str | None = None
+    attempts: int | None = None
+    redrives: int | None = None  # which life of the run died (a redrive deletes older ones)
+    error: str | None = None
+    scheduled_for: str | None = None  # ISO 8601
+    dead_at: str | None = None  # ISO 8601
+    body: str | None = None  # undecodable: the message as received, cut
+
+    def to_body(self) -> str:
+        data: dict[str, Any] = {"v": DEAD_LETTER_VERSION, "kind": self.kind}
+        for name in ("task_id", "run_id", "task_type", "attempts", "redrives", "reason",
+                     "error", "scheduled_for", "dead_at", "body"):  # fmt: skip
+            value = getattr(self, name)
+            if value is not None or (self.kind == "dead_run" and name == "error"):
+                data[name] = value
+        return json.dumps(data, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+    @classmethod
+    def parse(cls, body: str) -> DeadRecord:
+        """A record from its body; ``ValidationError`` naming the field if it is not one."""
+        try:
+            data = json.loads(body)
+        except (TypeError, ValueError):
+            raise ValidationError("dead_letter", "body is not JSON") from None
+        if not isinstance(data, dict):
+            raise ValidationError("dead_letter", "body is not a JSON object")
+        if data.get("v") != DEAD_LETTER_VERSION:
+            raise ValidationError("dead_letter.v", f"unsupported version {data.get('v')!r}")
+        if data.get("kind") not in KINDS:
+            raise ValidationError("dead_letter.kind", f"must be one of {', '.join(KINDS)}")
+        return cls(
+            kind=data["kind"],
+            reason=_str(data.get("reason")) or "",
+            task_id=_str(data.get("task_id")),
+            run_id=_str(data.get("run_id")),
+            task_type=_str(data.get("task_type")),
+            attempts=_int(data.get("attempts")),
+            redrives=_int(data.get("redrives")),
+            error=_str(data.get("error")),
+            scheduled_for=_str(data.get("scheduled_for")),
+            dead_at=_str(data.get("dead_at")),
+            body=_str(data.get("body")),
+        )
+
+
+def dead_run_record(row: Any, reason: str, error: str | None, now: datetime) -> DeadRecord:
+    """The record of a run that ended dead (``row``: its storage row as read)."""
+    from .clock import from_ms
+
+    scheduled = from_ms(row.scheduled_for)
+    return DeadRecord(
+        kind="dead_run",
+        reason=reason,
+        task_id=row.task_id,
+        run_id=row.run_id,
+        task_type=row.task_type,
+        attempts=int(row.attempt or 0),
+        redrives=int(row.redrives or 0),
+        error=clip(error) if error else None,
+        scheduled_for=None if scheduled is None else scheduled.isoformat(),
+        dead_at=now.isoformat(),
+    )
+
+
+def send_dead_letter(
+    sqs: Any, settings: Any, row: Any, reason: str, error: str | None, now: datetime
+) -> None:
+    """Put the record of a dead run on the DLQ (if one is configured)."""
+    if settings.dlq_url:
+        record = dead_run_record(row, reason, error, now)
+        sqs.send_message(QueueUrl=settings.dlq_url, MessageBody=record.to_body())
+
+
+def send_record(sqs: Any, settings: Any, record: DeadRecord) -> None:
+    """Put an undecodable or orphan record on the DLQ (if one is configured)."""
+    if settings.dlq_url:
+        sqs.send_message(QueueUrl=settings.dlq_url, MessageBody=record.to_body())
+
+
 @dataclass(frozen=True)
 class RedriveResult:
     """What ``redrive_all`` did with one message: ``redriven``, ``deleted`` or ``left``."""
@@ -67,6 +169,15 @@ def describe(msg: dict[str, Any]) -> DeadLetter:
         "message_id": msg.get("MessageId", ""),
         "sent_at": datetime.fromtimestamp(int(sent) / 1000, UTC) if sent else None,
     }
+    try:
+        record = DeadRecord.parse(msg.get("Body", ""))
+    except ValidationError:  # not one of ours (a work message, another version): best effort
+        pass
+    else:
+        fields = {k: v for k, v in vars(record).items() if k in DeadLetter.__dataclass_fields__}
+        if record.kind != "undecodable":
+            fields["body"] = None
+        return DeadLetter(**base, **fields)
     try:
         data = json.loads(msg.get("Body", ""))
     except ValueError:

@@ -31,13 +31,13 @@ _MAX_TIMES_LISTED = 6
 
 
 def window(start_at: datetime | None, end_at: datetime | None) -> str:
-    from .triggers import _fmt_time
+    from .triggers import fmt_time
 
     text = ""
     if start_at is not None:
-        text += f", from {_fmt_time(start_at)}"
+        text += f", from {fmt_time(start_at)}"
     if end_at is not None:
-        text += f", until {_fmt_time(end_at)}"
+        text += f", until {fmt_time(end_at)}"
     return text
 
 

@@ -18,7 +18,6 @@ import json
 import math
 import secrets
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,94 +26,28 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from pynamodb.exceptions import PynamoDBException, TransactWriteError, UpdateError
-
-from . import attempts
 from .aws import report_error
 from .clock import Clock, SystemClock, from_ms, to_ms
+from .deadletters import clip as clip  # re-exported
+from .deadletters import send_dead_letter as send_dead_letter  # re-exported
 from .duestream import PageFetch, by_lane, merged, shard_rows
-from .errors import ValidationError
-from .registry import NAME_PATTERN
+from .errors import DynacronError, ValidationError
+from .message import MESSAGE_VERSION as MESSAGE_VERSION  # re-exported
+from .message import Message as Message  # re-exported: the work message
 from .settings import Settings
-from .store import TASK_SK, RunRow, Store, dumps, scheduled_run_id, start_ms, task_pk
-from .types import CATCH_UP_LIMIT, MAX_ERROR_CHARS, MisfirePolicy, RunStatus, TaskStatus
+from .store import RunRow, Store, scheduled_run_id, start_ms
+from .types import CATCH_UP_LIMIT, MisfirePolicy, RunStatus
 
 MAX_DELAY_SECONDS = 900  # SQS DelaySeconds limit
 SEND_BATCH = 10  # SendMessageBatch limit
 TIME_RESERVE_S = 5.0  # a poll stops taking new batches with less time left than this
-MESSAGE_VERSION = 1
 _CLAIMED_STATES = (RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.RETRYING.value)
-_RACE_CODES = {"ConditionalCheckFailed"}
-_TRANSIENT_CODES = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
 
 EventHook = Callable[[str, dict[str, Any]], None]
 
 
 def new_fence() -> str:
     return secrets.token_hex(8)
-
-
-@dataclass(frozen=True)
-class Message:
-    """The SQS message body: a pointer to a claimed run, never its payload."""
-
-    task_id: str
-    run_id: str
-    fence: str
-    scheduled_for: int  # epoch ms
-    lane: str = "default"
-    not_before: int | None = None  # epoch ms: the slot a rate limit gave the run (limits.py)
-    slot_tol: int | None = None  # ms: a start later than not_before + this needs a new slot
-
-    def to_body(self) -> str:
-        body = {
-            "v": MESSAGE_VERSION,
-            "task_id": self.task_id,
-            "run_id": self.run_id,
-            "fence": self.fence,
-            "scheduled_for": self.scheduled_for,
-            "lane": self.lane,
-        }
-        if self.not_before is not None:
-            body["not_before"] = self.not_before
-            if self.slot_tol is not None:
-                body["slot_tol"] = self.slot_tol
-        return dumps(body)
-
-    @classmethod
-    def parse(cls, body: str) -> Message:
-        """Decode a message body; a malformed one raises ValidationError naming the field."""
-        try:
-            data = json.loads(body)
-        except (TypeError, ValueError) as exc:
-            raise ValidationError("message", f"not JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise ValidationError("message", f"must be a JSON object, got {type(data).__name__}")
-        if data.get("v") != MESSAGE_VERSION:
-            raise ValidationError("message.v", f"unsupported version {data.get('v')!r}")
-        for name in ("task_id", "run_id", "fence", "lane"):
-            value = data.get(name, "default" if name == "lane" else None)
-            # The alphabet schedule() allows (ASCII, no key delimiter '#'): an id outside it names
-            # no run, and one past DynamoDB's key size would fail the lookup on every delivery.
-            if not isinstance(value, str) or len(value) > 256 or not NAME_PATTERN.fullmatch(value):
-                raise ValidationError(
-                    f"message.{name}",
-                    "must be a non-empty string ≤ 256 chars of [A-Za-z0-9._:@+=-]",
-                )
-        sf = data.get("scheduled_for")
-        if isinstance(sf, bool) or not isinstance(sf, int) or not 0 <= sf < 10**13:
-            raise ValidationError("message.scheduled_for", "must be epoch milliseconds (int)")
-        for name in ("not_before", "slot_tol"):
-            value = data.get(name)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 0
-            ):
-                raise ValidationError(f"message.{name}", "must be milliseconds (int ≥ 0)")
-        lane = data.get("lane", "default")
-        return cls(
-            data["task_id"], data["run_id"], data["fence"], sf, lane,
-            data.get("not_before"), data.get("slot_tol"),
-        )
 
 
 @dataclass
@@ -406,7 +339,7 @@ class Dispatcher:
             horizon_ms = to_ms(now) + int(self.settings.window_s * 1000)
             try:
                 claimed, nxt = self._claim_one(current, now, report)
-            except PynamoDBException as exc:
+            except DynacronError as exc:  # what the storage layer raises for a backend failure
                 # One bad row must never stop the tick; it stays due and is retried next time.
                 report.add(errors=1)
                 report_error(exc, "claim", self.logger, self.metrics, **_ids(current))
@@ -432,31 +365,13 @@ class Dispatcher:
         self._leave_index(row)  # a finished run that kept its index keys: tidy, never dispatch
         return None, None
 
-    def _claim_update(self, row: RunRow, fence: str, now_ms: int) -> list[Any]:
-        run = self.store.models.Run
-        lease_ms = max(now_ms, start_ms(row)) + int(self.settings.lease_s * 1000)
-        return [
-            run.status.set(RunStatus.QUEUED.value),
-            run.fence.set(fence),
-            run.due_at.set(lease_ms),
-            run.dispatches.set(run.dispatches + 1),
-        ]
-
     def _claim_single(
         self, row: RunRow, now_ms: int, report: DispatchReport, observed_status: str
     ) -> _Claimed | None:
-        run = self.store.models.Run
         fence = new_fence()
-        condition = run.status == observed_status
-        if observed_status != RunStatus.PENDING.value:
-            condition &= (run.fence == row.fence) & (run.due_at <= now_ms)
-        try:
-            row.update(actions=self._claim_update(row, fence, now_ms), condition=condition)
-        except UpdateError as exc:
-            if _is_condition_failure(exc):
-                report.add(lost_races=1)
-                return None
-            raise
+        if not self.store.claim(row, fence, now_ms):
+            report.add(lost_races=1)
+            return None
         report.add(claimed=1)
         self._emit("claimed", row)
         return _Claimed(row, fence)
@@ -539,63 +454,17 @@ class Dispatcher:
         skip_reason: str | None,
     ) -> bool:
         """Claim (or skip) ``row``, create ``nxt``, move the task's ``next_fire_at``: atomically."""
-        models = self.store.models
-        run, task = models.Run, models.Task
         now_ms = to_ms(self.clock.now())
         if skip_reason is None:
-            row_actions = self._claim_update(row, fence or "", now_ms)
+            done = self.store.claim_occurrence(row, fence or "", nxt, now_ms)
         else:
-            row_actions = [
-                run.status.set(RunStatus.SKIPPED.value),
-                run.error.set(skip_reason),
-                run.finished_at.set(now_ms),
-                run.expires_at.set(self._ttl(now_ms)),
-                run.due_shard.remove(),
-                run.due_at.remove(),
-            ]
-        task_actions: list[Any] = [task.updated_at.set(now_ms), task.version.add(1)]
-        if nxt is None:
-            # The chain ends. A claimed last run keeps the task active until the run finishes
-            # (the worker completes it); a skipped one ends it now.
-            task_actions.append(task.next_fire_at.remove())
-            if skip_reason is not None:
-                task_actions.append(task.status.set(TaskStatus.COMPLETED.value))
-        else:
-            task_actions.append(task.next_fire_at.set(nxt.scheduled_for))
-        for attempt in range(4):
-            try:
-                with self.store.transaction() as tx:
-                    tx.update(row, actions=row_actions, condition=_as_read(run, row))
-                    if nxt is not None:
-                        tx.save(nxt, condition=run.sk.does_not_exist())
-                    tx.update(
-                        task(task_pk(row.task_id), TASK_SK),
-                        actions=task_actions,
-                        condition=task.status == TaskStatus.ACTIVE.value,
-                    )
-                return True
-            except TransactWriteError as exc:
-                codes = {getattr(r, "code", None) for r in exc.cancellation_reasons if r}
-                if codes & _RACE_CODES:
-                    report.add(lost_races=1)
-                    return False
-                if not codes & _TRANSIENT_CODES or attempt == 3:
-                    raise
-                time.sleep(0.05 * (2**attempt))  # a concurrent transaction on the same items
-        return False
+            done = self.store.skip_occurrence(row, nxt, skip_reason, now_ms)
+        if not done:
+            report.add(lost_races=1)
+        return done
 
     def _leave_index(self, row: RunRow) -> None:
-        run = self.store.models.Run
-        try:
-            row.update(
-                actions=[run.due_shard.remove(), run.due_at.remove()],
-                condition=run.status == row.status,
-            )
-        except UpdateError:
-            pass  # it changed under us; whoever changed it owns it now
-
-    def _ttl(self, now_ms: int) -> int:
-        return now_ms // 1000 + int(self.settings.retention_days * 86400)
+        self.store.leave_index(row)  # not applied: it changed, whoever changed it owns it
 
     # --- dead runs --------------------------------------------------------------------------
 
@@ -603,33 +472,15 @@ class Dispatcher:
         self, row: RunRow, reason: str, report: DispatchReport | None, observed_status: str
     ) -> bool:
         """DLQ message first, then ``dead``: a crash between repeats the message, never loses it."""
-        run = self.store.models.Run
         now_ms = to_ms(self.clock.now())
         send_dead_letter(self.sqs, self.settings, row, reason, row.error, self.clock.now())
-        lost = attempts.unreported(run, row)  # its last attempt's worker died: say so
-        try:
-            row.update(
-                actions=[
-                    *([] if lost is None else [lost]),
-                    run.status.set(RunStatus.DEAD.value),
-                    run.error.set(
-                        _clip(f"{reason}; last error: {row.error}" if row.error else reason)
-                    ),
-                    run.finished_at.set(now_ms),
-                    run.expires_at.set(self._ttl(now_ms)),
-                    run.due_shard.remove(),
-                    run.due_at.remove(),
-                ],
-                condition=(run.status == observed_status) & (run.fence == row.fence),
-            )
-        except UpdateError as exc:
-            if _is_condition_failure(exc):
-                return False
-            raise
+        text = clip(f"{reason}; last error: {row.error}" if row.error else reason)
+        if row.status != observed_status or not self.store.mark_dead(row, text, now_ms):
+            return False
         if report is not None:
             report.add(dead=1)
         if not row.manual:
-            self.store.complete_if_done(row.task_id, now_ms)
+            self.store.complete_if_done(row.task_id, now_ms, int(row.scheduled_for))
         self._emit("dead", row, reason=reason)
         return True
 
@@ -767,44 +618,3 @@ def _oldest_allowed(trigger: Any, scheduled: datetime, now: datetime) -> datetim
         t = trigger.next(t)
         steps += 1
     return recent[0] if recent else None
-
-
-def _as_read(run: Any, row: RunRow) -> Any:
-    """The occurrence is still pending *and* chains as we read it: a ``Scheduler.update`` that
-    changed its trigger, misfire policy or attempts meanwhile makes this claim lose the race,
-    so no next occurrence is ever created from the old trigger (conditions cost no writes)."""
-    condition = run.status == RunStatus.PENDING.value
-    condition &= run.trigger == row.trigger if row.trigger else run.trigger.does_not_exist()
-    condition &= run.misfire == row.misfire if row.misfire else run.misfire.does_not_exist()
-    return condition & (run.max_attempts == int(row.max_attempts or 1))
-
-
-def _is_condition_failure(exc: PynamoDBException) -> bool:
-    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
-
-
-def send_dead_letter(
-    sqs: Any, settings: Settings, row: RunRow, reason: str, error: str | None, now: datetime
-) -> None:
-    """Put the record of a dead run on the DLQ: who, how many attempts, why. Never the payload."""
-    if not settings.dlq_url:
-        return
-    body = {
-        "v": MESSAGE_VERSION,
-        "kind": "dead_run",
-        "task_id": row.task_id,
-        "run_id": row.run_id,
-        "task_type": row.task_type,
-        "attempts": int(row.attempt or 0),
-        # which life of the run died: a redrive deletes only records older than its revive
-        "redrives": int(row.redrives or 0),
-        "reason": reason,
-        "error": _clip(error) if error else None,
-        "scheduled_for": from_ms(row.scheduled_for).isoformat(),
-        "dead_at": now.isoformat(),
-    }
-    sqs.send_message(QueueUrl=settings.dlq_url, MessageBody=dumps(body))

@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from pynamodb.exceptions import TransactWriteError
-
 from .clock import to_ms
 from .errors import ConflictError, InvalidStateError, ValidationError
 from .store import RunRow, TaskRow, dumps, scheduled_run_id
@@ -47,9 +45,9 @@ UNSET: Any = _Unset()
 
 @dataclass
 class _Edit:
-    """What one update writes: task actions, head operations, the head to dispatch soon."""
+    """What one update writes: task values, head operations, the head to dispatch soon."""
 
-    task_actions: list[Any] = field(default_factory=list)
+    task_values: dict[str, Any] = field(default_factory=dict)
     run_ops: list[Any] = field(default_factory=list)
     new_head: RunRow | None = None
 
@@ -110,18 +108,7 @@ class TaskEdits:
             soon = edit.new_head if row.status != TaskStatus.PAUSED.value else None
             if soon is not None:
                 self._needs_queue_for(soon)
-            try:
-                with self.store.transaction() as tx:
-                    tx.update(
-                        row,
-                        actions=edit.task_actions,
-                        condition=self.store.models.Task.version == row.version,
-                    )
-                    for op in edit.run_ops:
-                        op(tx)
-            except TransactWriteError as exc:
-                if not _lost_race(exc):
-                    raise
+            if not self.store.update(row, edit.task_values, edit.run_ops):
                 continue  # the poller (or another update) moved the task: read again
             if soon is not None:
                 self._short_notice(soon)  # type: ignore[attr-defined]
@@ -134,7 +121,7 @@ class TaskEdits:
 
     def _edited_spec(self, row: TaskRow, given: dict[str, Any]) -> dict[str, Any]:
         """The task's spec with the given fields replaced, validated as schedule() does."""
-        from .sdk import _with_target
+        from .sdk import with_target
         from .targets import target_from_dict
         from .triggers import trigger_from_dict
 
@@ -153,28 +140,27 @@ class TaskEdits:
             None if row.expire_after is None else float(row.expire_after),
         )
         if row.target:  # keeps its target; the reserved payload key is checked again
-            spec = _with_target(spec, target_from_dict(json.loads(row.target)), self.settings)
+            spec = with_target(spec, target_from_dict(json.loads(row.target)), self.settings)
         spread_now = None if row.spread_ms is None else int(row.spread_ms) / 1000
         return self._with_spread_and_limit(  # type: ignore[attr-defined]
             spec, pick("spread", spread_now), pick("limit", row.limit)
         )
 
     def _edit(self, row: TaskRow, spec: dict[str, Any], new_trigger: bool) -> _Edit:
-        model = self.store.models.Task
         now = self.clock.now()
-        actions = [
-            model.payload.set(spec["payload"]),
-            model.retry.set(dumps(spec["retry"].to_dict())),
-            model.timeout.set(spec["timeout"]),
-            model.misfire.set(spec["misfire"]),
-            model.spec_hash.set(spec["hash"]),
-            model.updated_at.set(to_ms(now)),
-            model.version.add(1),
-            model.lane.set(spec["lane"]),
-            *_set_or_remove(model.spread_ms, spec.get("spread_ms")),
-            *_set_or_remove(model.limit, spec.get("limit")),
-        ]
-        edit = _Edit(task_actions=actions)
+        values: dict[str, Any] = {
+            "payload": spec["payload"],
+            "retry": dumps(spec["retry"].to_dict()),
+            "timeout": spec["timeout"],
+            "misfire": spec["misfire"],
+            "spec_hash": spec["hash"],
+            "updated_at": to_ms(now),
+            "lane": spec["lane"],
+            # None removes the attribute (update(spread=None) / update(limit=None))
+            "spread_ms": spec.get("spread_ms"),
+            "limit": spec.get("limit"),
+        }
+        edit = _Edit(task_values=values)
         head = self._pending_head(row)  # type: ignore[attr-defined]
         if not new_trigger:
             if head is not None:
@@ -185,20 +171,17 @@ class TaskEdits:
         anchored = trigger.anchored(now)
         first = self._free_first(row, anchored, now, head)
         trigger_text = dumps(anchored.to_dict())
-        actions.append(model.trigger.set(trigger_text))
+        values["trigger"] = trigger_text
         if row.status == TaskStatus.COMPLETED.value:
-            actions.append(model.status.set(TaskStatus.ACTIVE.value))
-        actions.append(model.next_fire_at.set(to_ms(first)))
+            values["status"] = TaskStatus.ACTIVE.value
+        values["next_fire_at"] = to_ms(first)
         if head is not None and int(head.scheduled_for) == to_ms(first):
             edit.run_ops.append(self._retune(head, trigger_text, spec))
             return edit
         if head is not None:
-            pending = self.store.models.Run.status == "pending"
-            edit.run_ops.append(lambda tx: tx.delete(head, condition=pending))
+            edit.run_ops.append(self.store.op_drop(head))
         edit.new_head = self._new_head(row, to_ms(first), trigger_text, spec)
-        new = edit.new_head
-        exists = self.store.models.Run.sk.does_not_exist()
-        edit.run_ops.append(lambda tx: tx.save(new, condition=exists))
+        edit.run_ops.append(self.store.op_create(edit.new_head))
         return edit
 
     def _past_grace(self) -> float:
@@ -224,15 +207,11 @@ class TaskEdits:
 
     def _retune(self, head: RunRow, trigger_text: str | None, spec: dict[str, Any]) -> Any:
         """The head keeps its time; what it copies from the task (and chains with) changes."""
-        run = self.store.models.Run
-        actions = [run.max_attempts.set(spec["retry"].max_attempts)]
-        actions += _lane_actions(run, head, spec)
-        if not head.manual:
-            actions.append(run.misfire.set(spec["misfire"]))
-            if trigger_text is not None:
-                actions.append(run.trigger.set(trigger_text))
-        condition = run.status == "pending"
-        return lambda tx: tx.update(head, actions=actions, condition=condition)
+        misfire = None if head.manual else spec["misfire"]
+        trigger = None if head.manual else trigger_text
+        return self.store.op_retune(
+            head, spec["retry"].max_attempts, misfire, trigger, _lane_values(head, spec)
+        )
 
     def _new_head(
         self, row: TaskRow, when_ms: int, trigger_text: str, spec: dict[str, Any]
@@ -258,39 +237,25 @@ class TaskEdits:
         row = self._task_row(task_id)  # type: ignore[attr-defined]
         if row.status in (TaskStatus.ACTIVE.value, TaskStatus.PAUSED.value):
             self.cancel(task_id)  # type: ignore[attr-defined]
-        deleted = 0
-        with self.store.models.Run.batch_write() as batch:
-            for run_row in self.store.query_runs(task_id):
-                batch.delete(run_row)
-                deleted += 1
-        task = self.store.models.Task
-        current = self.store.get_task_row(task_id)
-        if current is not None:  # ended (cancelled or completed): nothing can revive it now
-            ended = (TaskStatus.CANCELLED.value, TaskStatus.COMPLETED.value)
-            current.delete(condition=task.status.is_in(*ended))
-        return deleted
+        return int(self.store.delete(task_id))
 
 
-def _set_or_remove(attr: Any, value: Any) -> list[Any]:
-    return [attr.remove()] if value is None else [attr.set(value)]
-
-
-def _lane_actions(run: Any, head: RunRow, spec: dict[str, Any]) -> list[Any]:
-    """The head's lane, limit and spread as the spec says; a new spread moves its offset and
-    (when it is in the due index) the instant it is due."""
+def _lane_values(head: RunRow, spec: dict[str, Any]) -> dict[str, Any]:
+    """The head's lane, limit and spread as the spec says (None: removed); a new spread moves
+    its offset and (when it is in the due index) the instant it is due."""
     from .spread import offset_ms
 
     spread_ms = spec.get("spread_ms")
     offset = 0 if head.manual else offset_ms(head.task_id, head.run_id, spread_ms)
-    actions = [
-        run.lane.set(spec["lane"]),
-        *_set_or_remove(run.limit, spec.get("limit")),
-        *_set_or_remove(run.spread_ms, spread_ms),
-        *_set_or_remove(run.offset_ms, offset or None),
-    ]
+    values: dict[str, Any] = {
+        "lane": spec["lane"],
+        "limit": spec.get("limit"),
+        "spread_ms": spread_ms,
+        "offset_ms": offset or None,
+    }
     if head.due_at is not None:  # a paused task's head waits outside the index
-        actions.append(run.due_at.set(int(head.scheduled_for) + offset))
-    return actions
+        values["due_at"] = int(head.scheduled_for) + offset
+    return values
 
 
 def _apply_lane(head: RunRow, spec: dict[str, Any]) -> None:
@@ -302,8 +267,3 @@ def _apply_lane(head: RunRow, spec: dict[str, Any]) -> None:
     head.lane, head.limit, head.spread_ms = spec["lane"], spec.get("limit"), spread_ms
     head.offset_ms = offset or None
     head.due_at = int(head.scheduled_for) + offset
-
-
-def _lost_race(exc: TransactWriteError) -> bool:
-    codes = {getattr(r, "code", None) for r in (exc.cancellation_reasons or []) if r}
-    return bool(codes & {"ConditionalCheckFailed", "TransactionConflict"})

@@ -27,16 +27,15 @@ from enum import StrEnum
 from functools import partial
 from typing import Any
 
-from pynamodb.exceptions import UpdateError
-
 from . import attempts, registry
 from .aws import report_error
 from .clock import Clock, SystemClock, from_ms, to_ms
-from .dispatch import Message, _clip, _is_condition_failure, send_dead_letter
-from .errors import HandlerTimeout, ValidationError
+from .deadletters import MAX_BODY_CHARS, DeadRecord, clip, send_dead_letter, send_record
+from .errors import DynacronError, HandlerTimeout, ValidationError
 from .heartbeat import BEATS_PER_LEASE, VISIBILITY_MARGIN_S, Heartbeat, Wait
+from .message import Message
 from .settings import Settings
-from .store import Action, RunRow, Store, TaskRow, dumps, start_ms
+from .store import RunRow, Store, TaskRow, dumps, start_ms
 from .types import (
     MAX_BACKOFF_SECONDS,
     MAX_RESULT_BYTES,
@@ -294,8 +293,9 @@ class Executor:
                 if ok
                 else self._fail(run, task, error or "failed", receipt, queue_url)
             )
-        if res.outcome is Outcome.ACK and not run.manual and task.next_fire_at is None:
-            self.store.complete_if_done(run.task_id, to_ms(self.clock.now()))
+        if res.outcome is Outcome.ACK and not run.manual and _was_last(task, run):
+            last = int(run.scheduled_for)
+            self.store.complete_if_done(run.task_id, to_ms(self.clock.now()), last)
         return res
 
     def _gate(self, run: RunRow, now: datetime, timeout: float) -> str | Result | None:
@@ -340,34 +340,12 @@ class Executor:
         return slot_ms
 
     def _start(self, run: RunRow, now: datetime, timeout: float, throttled_ms: int = 0) -> bool:
-        model = self.store.models.Run
         now_ms = to_ms(now)
-        observed_attempt = int(run.attempt or 0)
         starter = secrets.token_hex(8)
-        actions: list[Action] = [
-            model.status.set(RunStatus.RUNNING.value),
-            model.attempt.set(observed_attempt + 1),
-            model.starter.set(starter),
-            model.started_at.set(now_ms),
-            model.due_at.set(now_ms + self._running_lease_ms(timeout)),
-        ]
-        if throttled_ms:
-            actions.append(model.throttled_ms.set(throttled_ms))
-        lost = attempts.unreported(model, run)  # taking over from a worker that died
-        if lost is not None:
-            actions.append(lost)
-        try:
-            run.update(
-                actions=actions,
-                condition=(model.fence == run.fence)
-                & (model.status == run.status)
-                & (model.attempt == observed_attempt),
-            )
-        except UpdateError as exc:
-            if not _is_condition_failure(exc):
-                raise
-            if not self._was_ours(run, starter):
-                return False
+        lease_ms = self._running_lease_ms(timeout)
+        started = self.store.start(run, now_ms, lease_ms, starter, throttled_ms)
+        if not started and not self._was_ours(run, starter):
+            return False
         lateness_ms = now_ms - start_ms(run) - int(run.throttled_ms or 0)
         self._metric("RunsStarted", "Count", 1)
         if throttled_ms:
@@ -422,37 +400,29 @@ class Executor:
 
     def _renew(self, run: RunRow, receipt: str | None, queue_url: str | None) -> bool:
         """Extend the attempt's lease (only while it is still ours) and hide its message."""
-        model = self.store.models.Run
         beat_s = self.settings.heartbeat_s
         until_ms = to_ms(self.clock.now()) + int(beat_s * 1000)
-        condition = (
-            (model.fence == run.fence)
-            & (model.status == RunStatus.RUNNING.value)
-            & (model.starter == run.starter)
-        )
+        if int(run.due_at or 0) >= until_ms - int(beat_s * 1000 / BEATS_PER_LEASE):
+            # The first beat, right after the start wrote this very lease: renewing it again
+            # would write the run (and re-key the index) for nothing; the message is hidden.
+            self._change_visibility(queue_url, receipt, int(beat_s) + VISIBILITY_MARGIN_S)
+            return True
         try:
-            # a fresh row object: the attempt's own row belongs to the thread running it
-            self.store.models.Run(run.pk, run.sk).update(
-                actions=[model.due_at.set(until_ms)], condition=condition
-            )
-        except UpdateError as exc:
-            if _is_condition_failure(exc):
-                self._log("warning", "lease lost: the run was taken over", run)
-                return False
+            renewed = self.store.renew(run, until_ms)
+        except DynacronError as exc:  # a backend failure: the renewal is retried at the next beat
             ids = {"task_id": run.task_id, "run_id": run.run_id}
             report_error(exc, "heartbeat", self.logger, self.metrics, **ids)
-            return True  # a failed renewal is retried at the next beat
+            return True
+        if not renewed:
+            self._log("warning", "lease lost: the run was taken over", run)
+            return False
         self._change_visibility(queue_url, receipt, int(beat_s) + VISIBILITY_MARGIN_S)
         return True
 
     def _was_ours(self, run: RunRow, starter: str) -> bool:
         """A lost response made botocore retry our start, whose condition then failed on the
         write it had already applied: the start token tells that apart from another worker."""
-        current = self.store.get_run_row(run.task_id, run.run_id)
-        if current is None or current.starter != starter:
-            return False
-        run.deserialize(current.serialize())
-        return True
+        return self.store.started_by(run, starter)
 
     def _run_handler(
         self, run: RunRow, task: TaskRow, started: datetime, budget: float
@@ -553,27 +523,11 @@ class Executor:
         backoff = policy.backoff(attempt, self.rand())
         if min_backoff is not None:  # the target said when (Retry-After): not sooner
             backoff = min(MAX_BACKOFF_SECONDS, max(backoff, min_backoff))
-        model = self.store.models.Run
         now_ms = to_ms(self.clock.now())
-        try:
-            run.update(
-                actions=[
-                    model.status.set(RunStatus.RETRYING.value),
-                    model.error.set(_clip(error)),
-                    model.due_at.set(now_ms + int((backoff + self.settings.lease_s) * 1000)),
-                    attempts.append_action(
-                        model,
-                        attempts.record(attempt, run.started_at, now_ms, attempts.FAILED, error),
-                    ),
-                ],
-                condition=(model.fence == run.fence)
-                & (model.status == RunStatus.RUNNING.value)
-                & (model.attempt == attempt),
-            )
-        except UpdateError as exc:
-            if _is_condition_failure(exc):
-                return Result(Outcome.ACK, "stale", "run was reclaimed while this attempt ran")
-            raise
+        due_ms = now_ms + int((backoff + self.settings.lease_s) * 1000)
+        record = attempts.record(attempt, run.started_at, now_ms, attempts.FAILED, error)
+        if not self.store.retry(run, clip(error), due_ms, record):
+            return Result(Outcome.ACK, "stale", "run was reclaimed while this attempt ran")
         self._change_visibility(queue_url, receipt, math.ceil(backoff))
         self._emit("retrying", run, backoff_s=backoff, error=error[:200])
         self._log("warning", "attempt failed, will retry", run, backoff_s=round(backoff, 3))
@@ -609,47 +563,29 @@ class Executor:
     ) -> Result:
         """End the run. ``attempt_outcome``: how this worker's attempt ended (into the history);
         None: no attempt of ours, and one started before that never reported is ``lost``."""
-        model = self.store.models.Run
         now_ms = to_ms(self.clock.now())
-        actions: list[Action] = [
-            model.status.set(status.value),
-            model.finished_at.set(now_ms),
-            model.expires_at.set(now_ms // 1000 + int(self.settings.retention_days * 86400)),
-            model.due_shard.remove(),
-            model.due_at.remove(),
-        ]
+        record = None
         if attempt_outcome is not None and run.status == RunStatus.RUNNING.value:
             why = attempt_error or error
-            text = attempts.record(int(run.attempt), run.started_at, now_ms, attempt_outcome, why)
-            actions.append(attempts.append_action(model, text))
-        else:  # a run taken over (or reclaimed) that ends here: its last attempt was lost
-            lost = attempts.unreported(model, run)
-            if lost is not None:
-                actions.append(lost)
-        if error is not None:
-            actions.append(model.error.set(_clip(error)))
-        if result is not None:
-            actions.append(model.result.set(result))
-        condition = (model.fence == run.fence) & (model.status == run.status)
-        if running:
-            condition = (
-                (model.fence == run.fence)
-                & (model.status == RunStatus.RUNNING.value)
-                & (model.attempt == run.attempt)
-            )
-        try:
-            run.update(actions=actions, condition=condition)
-        except UpdateError as exc:
-            if _is_condition_failure(exc):
-                return Result(Outcome.ACK, "stale", f"run changed before it could be {status}")
-            raise
+            record = attempts.record(int(run.attempt), run.started_at, now_ms, attempt_outcome, why)
+        # without our record, an attempt started before that never reported is ``lost``
+        applied = self.store.finish(
+            run,
+            status.value,
+            now_ms,
+            error=None if error is None else clip(error),
+            result=result,
+            running=running,
+            record=record,
+        )
+        if not applied:
+            return Result(Outcome.ACK, "stale", f"run changed before it could be {status}")
         self._emit(status.value, run, error=(error or "")[:200])
         return Result(Outcome.ACK, status.value, error or "")
 
     def _undecodable(self, body: str, exc: ValidationError) -> Result:
-        if self.settings.dlq_url:
-            record = {"v": 1, "kind": "undecodable", "reason": str(exc), "body": body[:2048]}
-            self.sqs.send_message(QueueUrl=self.settings.dlq_url, MessageBody=dumps(record))
+        record = DeadRecord("undecodable", str(exc), body=body[:MAX_BODY_CHARS])
+        send_record(self.sqs, self.settings, record)
         self._log("error", "undecodable message", None, reason=str(exc))
         self._emit("undecodable", None, error=str(exc))
         return Result(Outcome.ACK, "undecodable", str(exc))
@@ -657,15 +593,8 @@ class Executor:
     def _orphan(self, msg: Message) -> Result:
         """The message names a run that does not exist (its task was deleted): DLQ and ack."""
         reason = f"run {msg.run_id!r} of task {msg.task_id!r} not found (deleted?)"
-        if self.settings.dlq_url:
-            record = {
-                "v": 1,
-                "kind": "orphan",
-                "task_id": msg.task_id,
-                "run_id": msg.run_id,
-                "reason": reason,
-            }
-            self.sqs.send_message(QueueUrl=self.settings.dlq_url, MessageBody=dumps(record))
+        record = DeadRecord("orphan", reason, task_id=msg.task_id, run_id=msg.run_id)
+        send_record(self.sqs, self.settings, record)
         self._emit("orphan", None, error=reason)
         return Result(Outcome.ACK, "orphan", reason)
 
@@ -744,6 +673,12 @@ def run_with_timeout(
         exc = box["error"]
         return False, None, f"{type(exc).__name__}: {exc}"
     return True, box.get("value"), None
+
+
+def _was_last(task: TaskRow, run: RunRow) -> bool:
+    """The run was its task's last occurrence: nothing after it (the claim of the last one
+    leaves ``next_fire_at`` at it)."""
+    return task.next_fire_at is None or int(task.next_fire_at) == int(run.scheduled_for)
 
 
 def _raise_in(thread: threading.Thread, exc_type: type[BaseException]) -> None:

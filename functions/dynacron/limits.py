@@ -29,14 +29,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pynamodb.exceptions import PynamoDBException, UpdateError
-from pynamodb.expressions.update import Action
-
 from .errors import DynacronError, ValidationError
 from .registry import check_name
+from .store import LIMIT_SK as LIMIT_SK  # re-exported: where a limit's item lives
 from .store import RunRow, Store, start_ms
+from .store import limit_pk as limit_pk
 
-LIMIT_SK = "LIMIT"
 MAX_LIMIT_NAME = 64
 #: Fastest and slowest rates a limit accepts, runs per second.
 MAX_RATE_PER_S = 10_000.0
@@ -48,10 +46,6 @@ _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)?\s*([a-z]+)\s*$")
 _CAS_TRIES = 8
 #: Slack kept between a slot and the end of the claim's lease (the worker reads, then starts).
 LEASE_MARGIN_MS = 10_000
-
-
-def limit_pk(name: str) -> str:
-    return f"L#{name}"
 
 
 def check_limit_name(name: Any) -> str:
@@ -120,67 +114,33 @@ class LimitNotFound(ValidationError):
         super().__init__("limit", f"unknown limit {name!r} (create it with set_limit first)")
 
 
-def _wrap(exc: PynamoDBException) -> DynacronError:
-    err = DynacronError(f"limit storage failed: {exc}")
-    err.__cause__ = exc
-    return err
-
-
 class LimitStore:
-    """Reads and writes of limit items (the counter's transitions live here, nowhere else)."""
+    """Limit items, read and changed through the storage layer (``transitions``)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.model = store.models.Limit
 
-    def _row(self, name: str) -> Any:
-        try:
-            return self.model.get(limit_pk(name), LIMIT_SK, consistent_read=True)
-        except self.model.DoesNotExist:
-            return None
-        except PynamoDBException as exc:
-            raise _wrap(exc) from exc
+    def row(self, name: str) -> Any:
+        return self.store.get_limit_row(name)
 
     def get(self, name: str) -> Limit:
-        row = self._row(name)
+        row = self.row(name)
         if row is None:
             raise LimitNotFound(name)
         return _limit_of(row)
 
     def put(self, limit: Limit) -> Limit:
         """Create or change a limit; the counter and leases survive a change of rate."""
-        m = self.model
-        row = m(limit_pk(limit.name), LIMIT_SK)
-        actions: list[Action] = [
-            m.name.set(limit.name),
-            m.burst.set(limit.burst),
-            m.version.add(1),
-            m.rate.set(limit.rate) if limit.rate else m.rate.remove(),
-            m.per_s.set(limit.per_s) if limit.per_s else m.per_s.remove(),
-            m.concurrency.set(limit.concurrency) if limit.concurrency else m.concurrency.remove(),
-        ]
-        try:
-            row.update(actions=actions)
-        except PynamoDBException as exc:
-            raise _wrap(exc) from exc
+        self.store.put_limit(limit.name, limit.rate, limit.per_s, limit.burst, limit.concurrency)
         return limit
 
     def delete(self, name: str) -> bool:
-        row = self._row(name)
-        if row is None:
-            return False
-        try:
-            row.delete()
-        except PynamoDBException as exc:
-            raise _wrap(exc) from exc
-        return True
+        row = self.row(name)
+        return row is not None and self.store.delete_limit(row)
 
     def all(self) -> Iterator[Limit]:
-        try:
-            for row in self.model.scan(self.model.sk == LIMIT_SK):
-                yield _limit_of(row)
-        except PynamoDBException as exc:
-            raise _wrap(exc) from exc
+        for row in self.store.scan_limit_rows():
+            yield _limit_of(row)
 
     def reserve(
         self, name: str, wanted_ms: list[int], now_ms: int, latest_ms: int
@@ -193,7 +153,7 @@ class LimitStore:
         or one without a rate gives every run its wanted time and no tolerance.
         """
         for _ in range(_CAS_TRIES):
-            row = self._row(name)
+            row = self.row(name)
             if row is None or not row.per_s:
                 return list(wanted_ms), None
             interval = 1000.0 / float(row.per_s)
@@ -201,15 +161,9 @@ class LimitStore:
             slots, tat = gcra(wanted_ms, row.tat_ms, interval, int(row.burst or 1), latest_ms)
             if tat is None or tat == row.tat_ms:
                 return slots, tol  # nothing reserved (all deferred)
-            m = self.model
-            observed = m.tat_ms.does_not_exist() if row.tat_ms is None else m.tat_ms == row.tat_ms
-            try:
-                row.update(actions=[m.tat_ms.set(tat)], condition=observed)
+            if self.store.move_counter(row, tat):
                 return slots, tol
-            except UpdateError as exc:
-                if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
-                    raise _wrap(exc) from exc
-                time.sleep(0.005)  # another poller moved the counter: read it again
+            time.sleep(0.005)  # another poller moved the counter: read it again
         raise DynacronError(f"limit {name!r}: the counter kept changing; try again")
 
 
@@ -237,13 +191,7 @@ def reslot(store: Store, run: RunRow, now_ms: int) -> int:
     limits = LimitStore(store)
     slots, _ = limits.reserve(str(run.limit), [now_ms], now_ms, now_ms + 900_000)
     slot = slots[0] if slots[0] >= 0 else now_ms + 900_000
-    m = store.models.Run
-    try:
-        run.update(actions=[m.slot_ms.set(slot)],
-                   condition=(m.fence == run.fence) & (m.status == run.status))
-    except UpdateError as exc:
-        if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
-            raise _wrap(exc) from exc
+    store.reslot(run, slot)  # not applied: the run moved on, whoever moved it owns it
     return slot
 
 
@@ -289,16 +237,9 @@ class Throttle:
     def defer(self, row: RunRow, fence: str, now_ms: int) -> bool:
         """Leave a claimed run for a later tick: due again in a few seconds short of the slots
         now taken, this dispatch not counted (so waiting never makes a run dead)."""
-        m = self.store.models.Run
         due = now_ms + max(1000, self.lease_ms // 4)
-        try:
-            row.update(
-                actions=[m.due_at.set(due), m.dispatches.add(-1)],
-                condition=(m.fence == fence) & (m.status == "queued"),
-            )
-        except UpdateError:
-            return False  # it moved on (cancelled, reclaimed): whoever moved it owns it
-        return True
+        # not applied: it moved on (cancelled, reclaimed), whoever moved it owns it
+        return self.store.defer(row, fence, due)
 
 
 # --- concurrency: leases on the limit's item ---------------------------------------------------
@@ -315,13 +256,13 @@ class ConcurrencyGate:
 
     def __init__(self, store: Store) -> None:
         self.limits = LimitStore(store)
-        self.model = store.models.Limit
+        self.store = store
 
     def acquire(self, name: str, token: str, now_ms: int, expiry_ms: int) -> bool:
         """Take a slot (True), or False when the limit is full. A limit without a concurrency
         (or cleared) always admits."""
         for _ in range(_CAS_TRIES):
-            row = self.limits._row(name)
+            row = self.limits.row(name)
             if row is None or not row.concurrency:
                 return True
             live = {k: v for k, v in _leases(row).items() if v > now_ms}
@@ -334,7 +275,7 @@ class ConcurrencyGate:
 
     def release(self, name: str, token: str, now_ms: int) -> None:
         for _ in range(_CAS_TRIES):
-            row = self.limits._row(name)
+            row = self.limits.row(name)
             leases = _leases(row) if row is not None else {}
             if token not in leases:
                 return
@@ -344,17 +285,7 @@ class ConcurrencyGate:
         # Not released: the lease expires by itself.
 
     def _write(self, row: Any, leases: dict[str, int]) -> bool:
-        m = self.model
-        try:
-            row.update(
-                actions=[m.leases.set(leases), m.version.add(1)],
-                condition=m.version == row.version,
-            )
-        except UpdateError as exc:
-            if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
-                raise _wrap(exc) from exc
-            return False
-        return True
+        return bool(self.store.set_leases(row, leases))
 
 
 def _leases(row: Any) -> dict[str, int]:

@@ -50,7 +50,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from .errors import ValidationError
-from .triggers import At, Cron, Every, Trigger, _instant, zone
+from .triggers import At, Cron, Every, Trigger, local_instant, zone
 
 __all__ = ["EXAMPLES", "when"]
 
@@ -304,7 +304,7 @@ class _Parser:
             raise self.fail("say at what time, e.g. 'tomorrow at 9'")
         hour, minute, second = self.time()
         local = datetime(day.year, day.month, day.day, hour, minute, second)
-        fire = _instant(local, self.zone)
+        fire = local_instant(local, self.zone)
         if fire <= self.now:
             raise _NotUnderstood(self.pos, f"{fire.isoformat()} is in the past")
         return At(fire)

@@ -61,15 +61,15 @@ from .clock import to_ms
 from .errors import ValidationError
 from .triggers import (
     Trigger,
-    _check_after,
-    _check_window,
-    _exists,
-    _fmt_time,
-    _instant,
-    _optional_aware,
-    _time_field,
-    _wall,
-    _with_window,
+    check_after,
+    check_window,
+    fmt_time,
+    local_instant,
+    optional_aware,
+    time_field,
+    wall_clock,
+    wall_time_exists,
+    with_window,
     zone,
 )
 
@@ -389,7 +389,7 @@ def _day_filters_match(parsed: _Parsed) -> bool:
 
 def _exclusion(value: Any) -> datetime | date:
     if isinstance(value, datetime):
-        return _optional_aware(value, "trigger.exclude")  # type: ignore[return-value]
+        return optional_aware(value, "trigger.exclude")  # type: ignore[return-value]
     if isinstance(value, date):
         return value
     raise ValidationError(
@@ -419,9 +419,9 @@ class RRule(Trigger):
                 "trigger.tz", f"must be an IANA time zone name (str), got {type(tz).__name__}"
             )
         zone(tz)
-        start_at = _optional_aware(self.start_at, "trigger.start_at")
-        end_at = _optional_aware(self.end_at, "trigger.end_at")
-        _check_window(start_at, end_at)
+        start_at = optional_aware(self.start_at, "trigger.start_at")
+        end_at = optional_aware(self.end_at, "trigger.end_at")
+        check_window(start_at, end_at)
         exclude = self._exclusions()
         object.__setattr__(self, "rule", parsed.text())
         object.__setattr__(self, "tz", tz)
@@ -470,7 +470,7 @@ class RRule(Trigger):
     def anchored(self, now: datetime) -> RRule:
         if self.start_at is not None:
             return self
-        now = _check_after(now)
+        now = check_after(now)
         whole = now.replace(microsecond=0)
         return replace(self, start_at=whole if whole == now else whole + timedelta(seconds=1))
 
@@ -479,14 +479,14 @@ class RRule(Trigger):
         if parsed.until is None:
             return None
         naive, is_utc = _until_naive(parsed)
-        return naive.replace(tzinfo=UTC) if is_utc else _instant(naive, ZoneInfo(self.tz))
+        return naive.replace(tzinfo=UTC) if is_utc else local_instant(naive, ZoneInfo(self.tz))
 
     def _end(self) -> datetime | None:
         ends = [e for e in (self.end_at, self._until()) if e is not None]
         return min(ends) if ends else None
 
     def next(self, after: datetime) -> datetime | None:
-        after = _check_after(after)
+        after = check_after(after)
         if self.start_at is None:
             raise ValueError("anchor first: RRule without start_at has no DTSTART (anchored(now))")
         if after < self.start_at:
@@ -495,8 +495,8 @@ class RRule(Trigger):
         if end is not None and after >= end:
             return None
         tz = ZoneInfo(self.tz)
-        dtstart = _wall(self.start_at, tz).replace(microsecond=0)
-        at = _wall(after, tz).replace(microsecond=0)
+        dtstart = wall_clock(self.start_at, tz).replace(microsecond=0)
+        at = wall_clock(after, tz).replace(microsecond=0)
         skipped_days = {v for v in self.exclude if not isinstance(v, datetime)}
         instants = {v for v in self.exclude if isinstance(v, datetime)}
         while True:
@@ -520,9 +520,9 @@ class RRule(Trigger):
         for seen, naive in enumerate(_candidates(self.parsed, dtstart, at)):
             if seen >= _MAX_CANDIDATES:
                 break
-            if skips and not _exists(naive, tz):
+            if skips and not wall_time_exists(naive, tz):
                 continue
-            fire = _instant(naive, tz)
+            fire = local_instant(naive, tz)
             if fire <= after or fire < self.start_at:  # type: ignore[operator]
                 continue  # the repeated hour, or a gap time mapped onto a passed instant
             if end is not None and fire > end:
@@ -535,14 +535,14 @@ class RRule(Trigger):
         return None, None
 
     def validate_for_schedule(self, now: datetime, grace_s: float) -> None:
-        since = _check_after(now) - timedelta(seconds=grace_s)
+        since = check_after(now) - timedelta(seconds=grace_s)
         end = self._end()
         if end is not None and end < since:
             raise ValidationError(
-                "trigger.end_at", f"{_fmt_time(end)} has passed: the rule would never fire"
+                "trigger.end_at", f"{fmt_time(end)} has passed: the rule would never fire"
             )
         if self.anchored(now).first(since) is None:
-            raise _bad(f"{self.rule!r} has no instance at or after {_fmt_time(since)}")
+            raise _bad(f"{self.rule!r} has no instance at or after {fmt_time(since)}")
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"type": "rrule", "rule": self.rule, "tz": self.tz}
@@ -550,7 +550,7 @@ class RRule(Trigger):
             data["exclude"] = [
                 to_ms(v) if isinstance(v, datetime) else v.isoformat() for v in self.exclude
             ]
-        return _with_window(data, self.start_at, self.end_at)
+        return with_window(data, self.start_at, self.end_at)
 
     def describe(self) -> str:
         from .describe import describe_rrule
@@ -571,11 +571,11 @@ def rrule_from_dict(data: dict[str, Any]) -> RRule:
             except ValueError:
                 raise ValidationError("trigger.exclude", f"{item!r} is not a date") from None
         else:
-            values.append(_time_field({"exclude": item}, "exclude", required=True))
+            values.append(time_field({"exclude": item}, "exclude", required=True))
     return RRule(
         data.get("rule"),  # type: ignore[arg-type]
         tz=data.get("tz", "UTC"),
-        start_at=_time_field(data, "start_at"),
-        end_at=_time_field(data, "end_at"),
+        start_at=time_field(data, "start_at"),
+        end_at=time_field(data, "end_at"),
         exclude=tuple(values),
     )

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from pynamodb.exceptions import PynamoDBException, TransactWriteError
-
 from .boundary import guarded, is_backend, translate
 from .clock import Clock, SystemClock, from_ms, to_ms
 from .dispatch import Dispatcher, EventHook
@@ -25,6 +23,7 @@ from .edits import TaskEdits, cancelled_message
 from .errors import (
     BackendError,
     ConfigurationError,
+    ConflictError,
     DynacronError,
     InvalidStateError,
     RunNotFound,
@@ -36,7 +35,7 @@ from .registry import check_name
 from .settings import Settings
 from .store import (
     TASK_SK,
-    Action,
+    HeadOp,
     RunRow,
     Store,
     TaskRow,
@@ -80,7 +79,7 @@ WAIT_WINDOW = 25
 class _Plan:
     """The run-side writes of a pause/resume/cancel, and (resume) the task's next fire."""
 
-    run_ops: list[Callable[[Any], None]] = field(default_factory=list)
+    run_ops: list[HeadOp] = field(default_factory=list)
     next_fire_ms: int | None = None
 
 
@@ -198,7 +197,7 @@ class Scheduler(TaskEdits):
             task_type, payload, trigger, task_id, retry, timeout, misfire, lane, expire_after
         )
         if target is not None:
-            spec = _with_target(spec, target, self.settings)
+            spec = with_target(spec, target, self.settings)
         spec = self._with_spread_and_limit(spec, spread, limit)
         trigger = spec["trigger"]
         try:
@@ -219,12 +218,8 @@ class Scheduler(TaskEdits):
         if self.settings.queue_url and self._is_short_notice(to_ms(first)):
             self._check_queue(spec["lane"])  # a wrong URL: refused before anything is written
         task_row, run_row = self._rows(task_id, spec, anchored, first, now)
-        try:
-            with self.store.transaction() as tx:
-                tx.save(task_row, condition=self.store.models.Task.pk.does_not_exist())
-                tx.save(run_row, condition=self.store.models.Run.pk.does_not_exist())
-        except TransactWriteError as exc:
-            return self._existing(task_id, spec["hash"], exc)
+        if not self.store.create(task_row, run_row):
+            return self._existing(task_id, spec["hash"])
         self._short_notice(run_row)
         return task_from_row(task_row)
 
@@ -345,10 +340,10 @@ class Scheduler(TaskEdits):
         max_attempts = RetryPolicy.from_dict(json.loads(task.retry)).max_attempts
         return self.store.pending_run(task, run_id, when_ms, max_attempts, int(task.shard), manual)
 
-    def _existing(self, task_id: str, spec_hash: str, exc: TransactWriteError) -> Task:
+    def _existing(self, task_id: str, spec_hash: str) -> Task:
         row = self.store.get_task_row(task_id)
-        if row is None:
-            raise exc
+        if row is None:  # its run id was taken, yet no task: it was deleted meanwhile
+            raise ConflictError(f"task {task_id!r} changed while it was created; try again")
         if row.status == TaskStatus.CANCELLED.value:
             raise InvalidStateError(cancelled_message(task_id)) from None
         if row.spec_hash != spec_hash:
@@ -512,7 +507,9 @@ class Scheduler(TaskEdits):
             return collect(
                 self.store, self.sqs, self.settings, now, now - timedelta(seconds=window), cap
             )
-        except PynamoDBException as exc:
+        except Exception as exc:
+            if not is_backend(exc):
+                raise
             raise DynacronError(f"cannot read stats: {exc}") from exc
 
     # --- change --------------------------------------------------------------------------------
@@ -555,33 +552,21 @@ class Scheduler(TaskEdits):
                 raise InvalidStateError(
                     f"task {task_id!r} is {row.status}; cannot make it {target}"
                 )
-            try:
-                self._commit(row, target, plan(row))
-            except TransactWriteError:
+            if not self._commit(row, target, plan(row)):
                 continue
             if target is TaskStatus.ACTIVE:
                 self._short_notice_head(task_id)
             return self.get(task_id)
         raise InvalidStateError(f"task {task_id!r} kept changing; try again")
 
-    def _commit(self, row: TaskRow, target: TaskStatus, plan: _Plan) -> None:
-        task = self.store.models.Task
-        status = target
-        actions: builtins.list[Action] = [
-            task.updated_at.set(to_ms(self.clock.now())),
-            task.version.add(1),
-        ]
-        if target is TaskStatus.ACTIVE and plan.next_fire_ms is not None:
-            actions.append(task.next_fire_at.set(plan.next_fire_ms))
-        elif target in (TaskStatus.ACTIVE, TaskStatus.CANCELLED):
-            actions.append(task.next_fire_at.remove())
-            if target is TaskStatus.ACTIVE:
-                status = TaskStatus.COMPLETED  # resumed with nothing left to fire
-        actions.append(task.status.set(status.value))
-        with self.store.transaction() as tx:
-            tx.update(row, actions=actions, condition=task.version == row.version)
-            for op in plan.run_ops:
-                op(tx)
+    def _commit(self, row: TaskRow, target: TaskStatus, plan: _Plan) -> bool:
+        """The task's move and its head's, in one transaction; False: it moved, read again."""
+        now_ms = to_ms(self.clock.now())
+        if target is TaskStatus.PAUSED:
+            return self.store.pause(row, now_ms, plan.run_ops)
+        if target is TaskStatus.ACTIVE:  # with nothing left to fire: completed
+            return self.store.resume(row, now_ms, plan.next_fire_ms, plan.run_ops)
+        return self.store.cancel(row, now_ms, plan.run_ops)
 
     def _pending_head(self, row: TaskRow) -> RunRow | None:
         """The task's next occurrence, if it is still waiting (not yet claimed)."""
@@ -590,33 +575,14 @@ class Scheduler(TaskEdits):
         head = self.store.get_run_row(row.task_id, scheduled_run_id(int(row.next_fire_at)))
         return head if head is not None and head.status == RunStatus.PENDING.value else None
 
-    def _update_pending(self, head: RunRow, actions: builtins.list[Any]) -> Callable[[Any], None]:
-        condition = self.store.models.Run.status == RunStatus.PENDING.value
-        return lambda tx: tx.update(head, actions=actions, condition=condition)
-
     def _pause_plan(self, row: TaskRow) -> _Plan:
         head = self._pending_head(row)
-        run = self.store.models.Run
-        leave_index = [run.due_shard.remove(), run.due_at.remove()]
-        return _Plan([self._update_pending(head, leave_index)] if head else [])
+        return _Plan([self.store.op_leave_index(head)] if head else [])
 
     def _cancel_plan(self, row: TaskRow) -> _Plan:
         head = self._pending_head(row)
-        return _Plan(
-            [self._update_pending(head, self._skip_actions("task cancelled"))] if head else []
-        )
-
-    def _skip_actions(self, reason: str) -> builtins.list[Any]:
-        run = self.store.models.Run
         now_ms = to_ms(self.clock.now())
-        return [
-            run.status.set(RunStatus.SKIPPED.value),
-            run.error.set(reason),
-            run.finished_at.set(now_ms),
-            run.expires_at.set(now_ms // 1000 + int(self.settings.retention_days * 86400)),
-            run.due_shard.remove(),
-            run.due_at.remove(),
-        ]
+        return _Plan([self.store.op_skip(head, "task cancelled", now_ms)] if head else [])
 
     def _resume_plan(self, row: TaskRow) -> _Plan:
         from .triggers import trigger_from_dict
@@ -630,19 +596,16 @@ class Scheduler(TaskEdits):
             nxt = now  # a one-time task resumed after its time runs once, now
         nxt_ms = None if nxt is None else to_ms(nxt)
         head = self._pending_head(row)
-        run = self.store.models.Run
         if head is not None and nxt_ms == int(head.scheduled_for):
             due = nxt_ms + int(head.offset_ms or 0)  # a spread run is due at its offset
-            back_in = [run.due_shard.set(int(row.shard)), run.due_at.set(due)]
-            return _Plan([self._update_pending(head, back_in)], nxt_ms)
+            return _Plan([self.store.op_back_in(head, int(row.shard), due)], nxt_ms)
         ops = []
         if head is not None:
-            ops.append(
-                self._update_pending(head, self._skip_actions("missed while the task was paused"))
-            )
+            reason = "missed while the task was paused"
+            ops.append(self.store.op_skip(head, reason, to_ms(now)))
         if nxt_ms is not None:
             new = self._run_row(row, scheduled_run_id(nxt_ms), nxt_ms, manual=False)
-            ops.append(lambda tx: tx.save(new, condition=run.sk.does_not_exist()))
+            ops.append(self.store.op_create(new))
         return _Plan(ops, nxt_ms)
 
     def _short_notice_head(self, task_id: str) -> None:
@@ -653,7 +616,6 @@ class Scheduler(TaskEdits):
 
     def _skip_claimed_runs(self, task_id: str, reason: str) -> None:
         """Queued or retrying runs of a cancelled task leave the index (the worker skips them)."""
-        run = self.store.models.Run
         for r in self.store.query_runs(task_id):
             if r.status in (
                 RunStatus.QUEUED.value,
@@ -661,12 +623,7 @@ class Scheduler(TaskEdits):
                 RunStatus.PENDING.value,
             ):
                 try:
-                    r.update(
-                        actions=self._skip_actions(reason),
-                        condition=(run.status == r.status) & (run.fence == r.fence)
-                        if r.fence
-                        else run.status == r.status,
-                    )
+                    self.store.skip(r, reason, to_ms(self.clock.now()))
                 except Exception:
                     continue
 
@@ -680,7 +637,8 @@ class Scheduler(TaskEdits):
         now_ms = to_ms(self.clock.now())
         run_id = manual_run_id(now_ms, secrets.token_hex(3))
         run_row = self._run_row(row, run_id, now_ms, manual=True)
-        run_row.save(condition=self.store.models.Run.sk.does_not_exist())
+        if not self.store.add_run(run_row):
+            raise ConflictError(f"run {run_id!r} of task {task_id!r} exists; try again")
         self._short_notice(run_row)
         return self.get_run(task_id, run_row.run_id)
 
@@ -771,33 +729,14 @@ class Scheduler(TaskEdits):
                 f"run {run_id!r} is {row.status}; only dead or expired runs redrive"
             )
         task = self._task_row(task_id)
-        run = self.store.models.Run
-        now_ms = to_ms(self.clock.now())
         allowed = int(row.attempt or 0) + RetryPolicy.from_dict(json.loads(task.retry)).max_attempts
-        revive = [
-            run.status.set(RunStatus.PENDING.value),
-            run.max_attempts.set(allowed),
-            run.dispatches.set(0),
-            run.due_shard.set(int(task.shard)),
-            run.due_at.set(now_ms),
-            run.expires_at.remove(),
-            run.trigger.remove(),  # a redriven run does not chain: its successor exists
-            run.manual.set(True),
-            run.redrives.add(1),
-        ]
-        # the life we read: a concurrent redrive (and re-death) in between makes this fail
-        same_life = (
-            run.redrives.does_not_exist() if row.redrives is None else run.redrives == row.redrives
-        )
-        try:
-            row.update(actions=revive, condition=(run.status == row.status) & same_life)
-        except PynamoDBException as exc:
-            raise translate(exc) from exc  # a lost race is a ConflictError (InvalidStateError)
+        # a lost race (a concurrent redrive) is a ConflictError (an InvalidStateError)
+        self.store.redrive(row, allowed, int(task.shard), to_ms(self.clock.now()))
         self._short_notice(row)
         return self.get_run(task_id, run_id)
 
 
-def _with_target(spec: dict[str, Any], target: Target, settings: Settings) -> dict[str, Any]:
+def with_target(spec: dict[str, Any], target: Target, settings: Settings) -> dict[str, Any]:
     """Refuse what the configuration can already tell will not run; fold the target into the
     stored spec and its hash (handler tasks keep the hash they always had)."""
     from urllib.parse import urlparse

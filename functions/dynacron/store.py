@@ -31,20 +31,25 @@ from pynamodb.attributes import (
     NumberAttribute,
     UnicodeAttribute,
 )
-from pynamodb.expressions.update import Action as Action  # re-exported: an update action
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
-from pynamodb.transactions import TransactWrite
 
 from .aws import is_loopback, loopback_credentials
 from .clock import from_ms
 from .settings import Settings
+from .transitions import HeadOp as HeadOp  # re-exported: a write on a task's pending head
+from .transitions import Transitions
 from .types import MisfirePolicy, RetryPolicy, Run, RunStatus, Task, TaskStatus
 
 TASK_SK = "TASK"
 _BATCH_GET_TRIES = 3  # UnprocessedKeys (throttling) before falling back to GetItem
 RUN_PREFIX = "RUN#"
 DUE_INDEX = "due-index"
+LIMIT_SK = "LIMIT"
+
+
+def limit_pk(name: str) -> str:
+    return f"L#{name}"
 
 
 def start_ms(row: RunRow) -> int:
@@ -208,17 +213,15 @@ def bind_models(settings: Settings) -> Models:
     return Models(Task=task_cls, Run=run_cls, Limit=limit_cls)
 
 
-class Store:
-    """Reads and writes of task and run items; transactions go through :meth:`transaction`."""
+class Store(Transitions):
+    """Reads of task, run and limit items here; every write is a named transition
+    (``transitions.Transitions``, mixed in)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.models = bind_models(settings)
 
     # --- connection-level helpers --------------------------------------------------------
-
-    def transaction(self) -> TransactWrite:
-        return TransactWrite(connection=self.models.Run._get_connection().connection)
 
     @property
     def client(self) -> Any:
@@ -232,30 +235,6 @@ class Store:
             return self.models.Task.get(task_pk(task_id), TASK_SK, consistent_read=consistent)
         except self.models.Task.DoesNotExist:
             return None
-
-    def complete_if_done(self, task_id: str, now_ms: int) -> bool:
-        """Mark the task ``completed`` if it is active and its chain has ended (no next fire).
-
-        Called when the last occurrence of a task finishes; a no-op for a task that goes on.
-        """
-        from pynamodb.exceptions import UpdateError
-
-        from .types import TaskStatus
-
-        task = self.models.Task
-        try:
-            task(task_pk(task_id), TASK_SK).update(
-                actions=[
-                    task.status.set(TaskStatus.COMPLETED.value),
-                    task.updated_at.set(now_ms),
-                    task.version.add(1),
-                ],
-                condition=(task.status == TaskStatus.ACTIVE.value)
-                & task.next_fire_at.does_not_exist(),
-            )
-        except UpdateError:
-            return False  # still has occurrences ahead, or it was paused/cancelled/deleted
-        return True
 
     def scan_tasks(self) -> Iterator[TaskRow]:
         return self.models.Task.scan(self.models.Task.sk == TASK_SK)

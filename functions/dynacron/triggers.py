@@ -113,17 +113,17 @@ def _aware(value: Any, field: str) -> datetime:
         raise ValidationError(field, "is out of range") from None
 
 
-def _optional_aware(value: Any, field: str) -> datetime | None:
+def optional_aware(value: Any, field: str) -> datetime | None:
     return None if value is None else _aware(value, field)
 
 
-def _check_after(after: datetime) -> datetime:
+def check_after(after: datetime) -> datetime:
     if not isinstance(after, datetime) or after.tzinfo is None or after.utcoffset() is None:
         raise ValueError("after/now must be a timezone-aware datetime")
     return after.astimezone(UTC)
 
 
-def _fmt_time(when: datetime) -> str:
+def fmt_time(when: datetime) -> str:
     spec = "milliseconds" if when.microsecond else "seconds"
     return when.astimezone(UTC).isoformat(timespec=spec).replace("+00:00", "Z")
 
@@ -140,7 +140,7 @@ def _fmt_duration(ms: int) -> str:
     return "".join(parts)
 
 
-def _check_window(start_at: datetime | None, end_at: datetime | None) -> None:
+def check_window(start_at: datetime | None, end_at: datetime | None) -> None:
     if start_at is not None and end_at is not None and end_at <= start_at:
         raise ValidationError("trigger.end_at", "must be after start_at")
 
@@ -160,7 +160,7 @@ class Trigger(ABC):
 
     def first(self, now: datetime) -> datetime | None:
         """The first fire at or after ``now``."""
-        return self.next(_check_after(now) - _US)
+        return self.next(check_after(now) - _US)
 
     @abstractmethod
     def to_dict(self) -> dict[str, Any]:
@@ -181,18 +181,18 @@ class Trigger(ABC):
 
     def validate_for_schedule(self, now: datetime, grace_s: float) -> None:
         """Refuse a trigger that has no fire at or after ``now - grace_s``."""
-        since = _check_after(now) - timedelta(seconds=grace_s)
+        since = check_after(now) - timedelta(seconds=grace_s)
         if self.end_at is not None and self.end_at < since:
             raise ValidationError(
                 "trigger.end_at",
-                f"{_fmt_time(self.end_at)} has passed (grace {grace_s:g} s): it would never fire",
+                f"{fmt_time(self.end_at)} has passed (grace {grace_s:g} s): it would never fire",
             )
         if self.anchored(now).first(since) is None:
             raise ValidationError(
                 "trigger.end_at",
-                f"no occurrence between {_fmt_time(since)} and {_fmt_time(self.end_at)}"
+                f"no occurrence between {fmt_time(since)} and {fmt_time(self.end_at)}"
                 if self.end_at is not None
-                else f"no occurrence after {_fmt_time(since)}",
+                else f"no occurrence after {fmt_time(since)}",
             )
 
 
@@ -221,25 +221,25 @@ class At(Trigger):
         return False
 
     def next(self, after: datetime) -> datetime | None:
-        return self.when if self.when > _check_after(after) else None
+        return self.when if self.when > check_after(after) else None
 
     def first(self, now: datetime) -> datetime | None:
-        _check_after(now)
+        check_after(now)
         return self.when
 
     def validate_for_schedule(self, now: datetime, grace_s: float) -> None:
-        since = _check_after(now) - timedelta(seconds=grace_s)
+        since = check_after(now) - timedelta(seconds=grace_s)
         if self.when < since:
             raise ValidationError(
                 "trigger.when",
-                f"{_fmt_time(self.when)} is in the past by more than the {grace_s:g} s grace",
+                f"{fmt_time(self.when)} is in the past by more than the {grace_s:g} s grace",
             )
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": "at", "when": to_ms(self.when)}
 
     def describe(self) -> str:
-        return f"Once at {_fmt_time(self.when)}"
+        return f"Once at {fmt_time(self.when)}"
 
 
 # --- Every ----------------------------------------------------------------------------------
@@ -265,9 +265,9 @@ class Every(Trigger):
                 "trigger.interval", f"must be at most 366 days, got {seconds:g} s"
             )
         object.__setattr__(self, "interval", round(seconds * 1000) / 1000)
-        start_at = _optional_aware(self.start_at, "trigger.start_at")
-        end_at = _optional_aware(self.end_at, "trigger.end_at")
-        _check_window(start_at, end_at)
+        start_at = optional_aware(self.start_at, "trigger.start_at")
+        end_at = optional_aware(self.end_at, "trigger.end_at")
+        check_window(start_at, end_at)
         object.__setattr__(self, "start_at", start_at)
         object.__setattr__(self, "end_at", end_at)
 
@@ -282,12 +282,12 @@ class Every(Trigger):
     def anchored(self, now: datetime) -> Every:
         if self.start_at is not None:
             return self
-        now = _check_after(now)
+        now = check_after(now)
         whole = now.replace(microsecond=0)
         return replace(self, start_at=whole if whole == now else whole + timedelta(seconds=1))
 
     def next(self, after: datetime) -> datetime | None:
-        after = _check_after(after)
+        after = check_after(after)
         if self.start_at is None:
             raise ValueError("anchor first: Every without start_at has no fires (anchored(now))")
         start_us = to_ms(self.start_at) * 1000
@@ -304,7 +304,7 @@ class Every(Trigger):
 
     def to_dict(self) -> dict[str, Any]:
         data = {"type": "every", "interval_ms": self.interval_ms}
-        return _with_window(data, self.start_at, self.end_at)
+        return with_window(data, self.start_at, self.end_at)
 
     def describe(self) -> str:
         from .describe import window
@@ -312,7 +312,7 @@ class Every(Trigger):
         return f"Every {_fmt_duration(self.interval_ms)}{window(self.start_at, self.end_at)}"
 
 
-def _with_window(
+def with_window(
     data: dict[str, Any], start_at: datetime | None, end_at: datetime | None
 ) -> dict[str, Any]:
     """``data`` plus the stored form of a recurring trigger's window (absent bounds left out)."""
@@ -379,19 +379,19 @@ def _hour_field(expr: str) -> str | None:
     return expr.split()[1]
 
 
-def _exists(naive: datetime, tz: ZoneInfo) -> bool:
+def wall_time_exists(naive: datetime, tz: ZoneInfo) -> bool:
     """True unless the wall time ``naive`` falls in a gap (the clock jumped over it)."""
-    return _wall(naive.replace(tzinfo=tz, fold=0).astimezone(UTC), tz) == naive
+    return wall_clock(naive.replace(tzinfo=tz, fold=0).astimezone(UTC), tz) == naive
 
 
-def _wall(instant: datetime, tz: ZoneInfo) -> datetime:
+def wall_clock(instant: datetime, tz: ZoneInfo) -> datetime:
     return instant.astimezone(tz).replace(tzinfo=None, fold=0)
 
 
-def _instant(naive: datetime, tz: ZoneInfo) -> datetime:
+def local_instant(naive: datetime, tz: ZoneInfo) -> datetime:
     """The instant a naive wall time fires at: first occurrence, or the end of its gap."""
     first = naive.replace(tzinfo=tz, fold=0).astimezone(UTC)
-    if _wall(first, tz) == naive:
+    if wall_clock(first, tz) == naive:
         return first  # exists once, or the first of two occurrences
     # In a gap: fold=0/1 read it with the offsets before/after the transition. Find the first
     # instant whose wall time is past `naive`: the transition (tzdata uses whole seconds).
@@ -400,7 +400,7 @@ def _instant(naive: datetime, tz: ZoneInfo) -> datetime:
     lo_s, hi_s = int(lo.timestamp()), int(hi.timestamp())
     while hi_s - lo_s > 1:
         mid = (lo_s + hi_s) // 2
-        if _wall(datetime.fromtimestamp(mid, UTC), tz) > naive:
+        if wall_clock(datetime.fromtimestamp(mid, UTC), tz) > naive:
             hi_s = mid
         else:
             lo_s = mid
@@ -439,9 +439,9 @@ class Cron(Trigger):
             )
         zone(tz)
         _check_expr(expr)
-        start_at = _optional_aware(self.start_at, "trigger.start_at")
-        end_at = _optional_aware(self.end_at, "trigger.end_at")
-        _check_window(start_at, end_at)
+        start_at = optional_aware(self.start_at, "trigger.start_at")
+        end_at = optional_aware(self.end_at, "trigger.end_at")
+        check_window(start_at, end_at)
         object.__setattr__(self, "expr", expr)
         object.__setattr__(self, "tz", tz)
         object.__setattr__(self, "start_at", start_at)
@@ -461,22 +461,22 @@ class Cron(Trigger):
     def next(self, after: datetime) -> datetime | None:
         from croniter import CroniterError, croniter
 
-        after = _check_after(after)
+        after = check_after(after)
         if self.start_at is not None and after < self.start_at:
             after = self.start_at - _US
         if self.end_at is not None and after >= self.end_at:
             return None
         zone = ZoneInfo(self.tz)
         # Start from the wall time of `after`, floored to the minute (cron's resolution).
-        base = _wall(after, zone).replace(second=0, microsecond=0)
+        base = wall_clock(after, zone).replace(second=0, microsecond=0)
         try:
             candidates = croniter(self.expr, base)
             skips = self.skips_gaps
             for _ in range(_MAX_CRON_STEPS):
                 naive = candidates.get_next(datetime)
-                if skips and not _exists(naive, zone):
+                if skips and not wall_time_exists(naive, zone):
                     continue  # a stepped hour's time in a spring gap: skipped, as Vixie cron
-                fire = _instant(naive, zone)
+                fire = local_instant(naive, zone)
                 if fire <= after:
                     # The repeated hour (after `after` lies in its second occurrence) or a gap
                     # candidate that maps onto an instant already passed.
@@ -490,7 +490,7 @@ class Cron(Trigger):
 
     def to_dict(self) -> dict[str, Any]:
         data = {"type": "cron", "expr": self.expr, "tz": self.tz}
-        return _with_window(data, self.start_at, self.end_at)
+        return with_window(data, self.start_at, self.end_at)
 
     def describe(self) -> str:
         from .describe import describe_cron
@@ -519,10 +519,10 @@ def _ms_field(data: dict[str, Any], key: str, required: bool = False) -> int | N
 
 
 @overload
-def _time_field(data: dict[str, Any], key: str, required: Literal[True]) -> datetime: ...
+def time_field(data: dict[str, Any], key: str, required: Literal[True]) -> datetime: ...
 @overload
-def _time_field(data: dict[str, Any], key: str, required: bool = False) -> datetime | None: ...
-def _time_field(data: dict[str, Any], key: str, required: bool = False) -> datetime | None:
+def time_field(data: dict[str, Any], key: str, required: bool = False) -> datetime | None: ...
+def time_field(data: dict[str, Any], key: str, required: bool = False) -> datetime | None:
     ms = _ms_field(data, key, required)
     if ms is None:
         return None
@@ -538,21 +538,21 @@ def trigger_from_dict(data: dict[str, Any]) -> Trigger:
         raise ValidationError("trigger", f"must be a dict, got {type(data).__name__}")
     kind = data.get("type")
     if kind == "at":
-        return At(_time_field(data, "when", required=True))
+        return At(time_field(data, "when", required=True))
     if kind == "every":
         interval_ms = _ms_field(data, "interval_ms", required=True)
         return Every(
             interval_ms / 1000,
-            start_at=_time_field(data, "start_at"),
-            end_at=_time_field(data, "end_at"),
+            start_at=time_field(data, "start_at"),
+            end_at=time_field(data, "end_at"),
         )
     if kind == "cron":
         expr: Any = data.get("expr")  # Cron refuses a missing or non-string one, naming it
         return Cron(
             expr,
             tz=data.get("tz", "UTC"),
-            start_at=_time_field(data, "start_at"),
-            end_at=_time_field(data, "end_at"),
+            start_at=time_field(data, "start_at"),
+            end_at=time_field(data, "end_at"),
         )
     if kind == "rrule":
         from .recurrence import rrule_from_dict

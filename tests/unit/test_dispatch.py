@@ -253,11 +253,13 @@ def test_one_time_task_completes_when_its_run_finishes(env):
     t = s.schedule("noop", {}, trigger=At(env.clock.now() + timedelta(seconds=3)))
     env.dispatcher().poll()
     task = s.get(t.task_id)
-    assert task.status.value == "active" and task.next_fire_at is None  # claimed, not yet run
+    # claimed, not yet run: the claim (one UpdateItem of the run) leaves the task as it was
+    assert task.status.value == "active" and task.next_fire_at == t.next_fire_at
     env.clock.advance(3)
     (msg,) = env.receive()
     assert env.executor().execute(msg["Body"], msg["ReceiptHandle"]).status == "succeeded"
-    assert s.get(t.task_id).status.value == "completed"
+    done = s.get(t.task_id)
+    assert done.status.value == "completed" and done.next_fire_at is None
 
 
 def test_end_at_stops_the_chain(env):
@@ -265,5 +267,6 @@ def test_end_at_stops_the_chain(env):
     t = s.schedule("noop", {}, trigger=Every(20, end_at=env.clock.now() + timedelta(seconds=50)))
     env.dispatcher().poll()
     assert len(env.sqs.sent) == 3  # +0, +20, +40
-    assert s.get(t.task_id).next_fire_at is None
+    # the last occurrence is claimed alone: the task points at it until it ends
+    assert s.get(t.task_id).next_fire_at == t.next_fire_at + timedelta(seconds=40)
     assert len(run_items(env, t.task_id)) == 3

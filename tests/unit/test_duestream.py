@@ -21,6 +21,7 @@ from dynacron.dispatch import Dispatcher
 from dynacron.duestream import by_lane, lane_rank
 from dynacron.settings import Settings
 from dynacron.store import bind_models, shard_of
+from dynacron.transitions import Transitions
 
 
 @handler("noop")
@@ -48,9 +49,10 @@ class LiveRows:
             self.now -= 1
 
 
-class FakeStore:
+class FakeStore(Transitions):
     """``rows_per_shard`` pending manual runs per shard, due within the next ``spread_s``,
-    made only when their page is asked for; a claim is accepted without any I/O."""
+    made only when their page is asked for; a claim is accepted without any I/O (the storage
+    layer's transitions run on the rows' own ``update``, overridden below)."""
 
     def __init__(self, settings: Settings, clock: FrozenClock, rows_per_shard: int, spread_s: int):
         self.settings = settings

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import click
 
-from ..cli import EXIT_CODES_EPILOG, _Config, cli, pass_config
+from ..cli import EXIT_CODES_EPILOG, cli, pass_config
+from ..cli import Config as _Config
 from ..errors import ConfigurationError
 
 DEFAULT_PORT = 8766
