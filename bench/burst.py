@@ -30,8 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .common import backend, boto_client, deploy, log, percentile
-from .fleet import LatencyProbe, Workers, backend_pid, cpu_s, poll_in_child
+from .common import backend, boto_client, cpu_s, deploy, log, percentile
+from .fleet import LatencyProbe, Workers, backend_pid, poll_in_child
 from .throughput import rows_like_sdk, write_items
 
 CANARIES = 50

@@ -165,18 +165,6 @@ def backend_pid() -> int | None:
     return None
 
 
-def cpu_s(pid: int | None) -> float:
-    """User + system CPU seconds of ``pid`` (0.0 when unknown)."""
-    if pid is None:
-        return 0.0
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
 class LatencyProbe:
     """Times one small DynamoDB request (a GetItem of a key that does not exist) every
     ``every_s`` seconds while running: the round trip the poller's claims see, under the same

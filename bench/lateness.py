@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .common import ROOT, log, percentile
+from .common import ROOT, cpu_s, log, percentile
 
 
 def run(n: int, span_s: float, drain_s: float = 60.0,
@@ -66,7 +66,7 @@ def measure(n: int, span_s: float, seed: int = 7, lead_s: float = 10.0, drain_s:
         t0 = datetime.now(UTC) + timedelta(seconds=lead_s)
         items = rows_like_sdk(settings, [t0 + timedelta(seconds=o) for o in offsets])
         server_pid = rt.server.pid
-        cpu0 = (_cpu_s(server_pid), time.process_time())
+        cpu0 = (cpu_s(server_pid), time.process_time())
         c0 = time.monotonic()
         write_items(rt.dynamodb, settings.table_name, items, threads=4)
         log(f"  wrote {n} tasks in {time.monotonic() - c0:.1f}s; due over {span_s:g}s from "
@@ -83,7 +83,7 @@ def measure(n: int, span_s: float, seed: int = 7, lead_s: float = 10.0, drain_s:
             if done >= n:
                 break
         measured_at = int(time.time() * 1000)
-        server_cpu, own_cpu = _cpu_s(server_pid) - cpu0[0], time.process_time() - cpu0[1]
+        server_cpu, own_cpu = cpu_s(server_pid) - cpu0[0], time.process_time() - cpu0[1]
         rows = _runs(rt)
         pairs = {(it["pk"]["S"], it["sk"]["S"]) for it in items}
         extra = [r for r in rows if (r["pk"], r["sk"]) not in pairs]
@@ -132,16 +132,6 @@ def measure(n: int, span_s: float, seed: int = 7, lead_s: float = 10.0, drain_s:
             lateness_first_attempt_only=len(first) == len(lateness) - len(censored),
         )
     return out, lateness
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` (Linux /proc; 0.0 elsewhere)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
 
 
 def _runs(rt: Any) -> list[dict[str, Any]]:
