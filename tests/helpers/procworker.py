@@ -47,12 +47,13 @@ def _proc(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
 
 
 def default_lane_only(template: dict[str, Any]) -> dict[str, Any]:
-    """The template with the worker's lane events removed: only WorkQueue's loops run."""
+    """The template with the worker's lane event sources removed: only WorkQueue's loops run."""
+    from dynacron.local.provision import event_sources
+
     out = copy.deepcopy(template)
-    events = out["Resources"]["WorkerFunction"]["Properties"]["Events"]
-    for name in [n for n, e in events.items() if e["Properties"]["Queue"]["Fn::GetAtt"][0]
-                 != "WorkQueue"]:
-        del events[name]
+    for name, props in event_sources(out).items():
+        if props["EventSourceArn"]["Fn::GetAtt"][0] != "WorkQueue":
+            del out["Resources"][name]
     return out
 
 

@@ -237,7 +237,7 @@ def test_concurrency_three_with_a_killed_worker_process_gets_its_slot_back_by_le
     (``timeout + lease_s``), 3 once it expired; the killed run comes back by its own lease
     (the poller reclaims it) and finishes on attempt 2; nothing lost."""
     from dynacron import RetryPolicy
-    from dynacron.limits import LimitStore, _leases
+    from dynacron.limits import _leases
 
     dep = make_dep(lease_s=3)
     real = SystemClock()
@@ -254,7 +254,7 @@ def test_concurrency_three_with_a_killed_worker_process_gets_its_slot_back_by_le
         entered = wait_for(lambda: log.exists() and "victim/" in log.read_text(), timeout_s=60)
         assert entered, "the victim's worker never started it"
         killed_at = victim_proc.kill()
-        row = LimitStore(sdk.store)._row("rel-proc-db")
+        row = sdk.store.get_limit_row("rel-proc-db")
         (dead_until,) = _leases(row).values()  # the killed attempt's slot, released by nobody
         assert dead_until > killed_at
         survivor = _ProcWorker(settings_path, log, loops=4)

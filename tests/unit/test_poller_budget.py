@@ -24,6 +24,7 @@ from dynacron.clock import FrozenClock, to_ms
 from dynacron.dispatch import TIME_RESERVE_S, Dispatcher
 from dynacron.settings import Settings
 from dynacron.store import bind_models
+from dynacron.transitions import Transitions
 
 ROWS = 300_000
 BUDGET_MIB = 48  # the poll's own growth allowed: a tenth of the smallest PollerMemorySize
@@ -32,12 +33,14 @@ BUDGET_MIB = 48  # the poll's own growth allowed: a tenth of the smallest Poller
 CLAIM_S = 0.012
 
 
-class WindowStore:
+class WindowStore(Transitions):
     """``per_shard`` pending manual runs per shard, due within the window, built only when their
-    page is read; a claim costs ``claim_s`` on ``clock`` and no I/O."""
+    page is read; a claim costs ``claim_s`` on ``clock`` and no I/O (the storage layer's
+    transitions run on the rows' own ``update``, overridden below)."""
 
     def __init__(self, settings: Settings, clock: FrozenClock, per_shard: int,
                  claim_s: float = 0.0, hoard: bool = False) -> None:
+        self.settings = settings
         self.models = bind_models(settings)
         self.client = object()
         self.claims = 0
