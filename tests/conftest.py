@@ -44,6 +44,7 @@ class RecordingSQS(VirtualQueue):
         super().__init__(client, clock)
         self.sent: list[dict[str, Any]] = []
         self.visibility: list[int] = []
+        self.visibility_batches: list[list[int]] = []
 
     def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> Any:
         self.sent.extend({**e, "QueueUrl": QueueUrl} for e in Entries)
@@ -52,6 +53,10 @@ class RecordingSQS(VirtualQueue):
     def change_message_visibility(self, **kwargs: Any) -> Any:
         self.visibility.append(kwargs["VisibilityTimeout"])
         return super().change_message_visibility(**kwargs)
+
+    def change_message_visibility_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> Any:
+        self.visibility_batches.append([e["VisibilityTimeout"] for e in Entries])
+        return super().change_message_visibility_batch(QueueUrl=QueueUrl, Entries=Entries)
 
 
 @dataclass

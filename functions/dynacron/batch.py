@@ -97,9 +97,29 @@ def process_event(
         return result.status
 
     processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    return async_process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+    hidden = _hide_for_first_beat(event, executor)
+    try:
+        return async_process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
+    finally:
+        executor.forget(hidden)
+
+
+def _hide_for_first_beat(event: dict[str, Any], executor: Executor) -> set[str]:
+    """One ChangeMessageVisibilityBatch per queue of the batch (Lambda gives one queue per
+    event source) instead of one request per record as its attempt starts."""
+    by_queue: dict[str, list[tuple[str, float]]] = {}
+    for raw in event.get("Records", []):
+        handle, body = raw.get("receiptHandle"), raw.get("body")
+        if not isinstance(handle, str) or not isinstance(body, str):
+            continue  # the record handler reports it
+        url = queue_url_for_arn(raw.get("eventSourceARN") or "", executor.settings)
+        by_queue.setdefault(url, []).append((handle, executor.early_wait_s(body)))
+    hidden: set[str] = set()
+    for url, records in by_queue.items():
+        hidden |= executor.hide_batch(url, records)
+    return hidden
 
 
 async def wait_for_instant(executor: Executor, body: str) -> None:

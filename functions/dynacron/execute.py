@@ -100,6 +100,8 @@ class Executor:
         # A run whose limit is at its concurrency is hidden this long, then tries again.
         self.concurrency_wait_s = concurrency_wait_s
         self.heartbeat_wait = heartbeat_wait  # tests drive the heartbeat (heartbeat.Heartbeat)
+        # receipts whose messages ``hide_batch`` already hid for the first heartbeat
+        self._hidden: set[str] = set()
 
     @property
     def targets(self) -> Any:
@@ -122,6 +124,35 @@ class Executor:
             return 0.0
         wait = (msg.scheduled_for - to_ms(self.clock.now())) / 1000.0
         return wait if 0 < wait <= self.max_early_wait_s else 0.0
+
+    def hide_batch(self, queue_url: str, records: list[tuple[str, float]]) -> set[str]:
+        """Hide a batch's messages for the first heartbeat in one ChangeMessageVisibilityBatch
+        (``records``: receipt handle, seconds until due), instead of one
+        ChangeMessageVisibility per record as its attempt starts: 0.1 request per fire in full
+        batches rather than 1. Returns the receipts hidden; a record left out (the call failed,
+        or an entry did) is hidden by its own first beat as before. ``forget`` them after."""
+        beat_s = self.settings.heartbeat_s
+        if beat_s <= 0 or not queue_url or not records:
+            return set()
+        receipts = [receipt for receipt, _ in records[:10]]  # SQS takes 10 entries a request
+        entries = [
+            {"Id": str(i), "ReceiptHandle": receipt,
+             "VisibilityTimeout": math.ceil(wait) + int(beat_s) + VISIBILITY_MARGIN_S}
+            for i, (receipt, wait) in enumerate(records[:10])
+        ]  # fmt: skip
+        try:
+            resp = self.sqs.change_message_visibility_batch(QueueUrl=queue_url, Entries=entries)
+        except Exception as exc:  # each record's first beat hides its own message instead
+            report_error(exc, "change_visibility", self.logger, self.metrics)
+            return set()
+        failed = {f["Id"] for f in resp.get("Failed", [])}
+        hidden = {r for i, r in enumerate(receipts) if str(i) not in failed}
+        self._hidden |= hidden
+        return hidden
+
+    def forget(self, receipts: set[str]) -> None:
+        """The batch is done: its receipts are never seen again."""
+        self._hidden -= receipts
 
     def execute(
         self,
@@ -404,8 +435,10 @@ class Executor:
         until_ms = to_ms(self.clock.now()) + int(beat_s * 1000)
         if int(run.due_at or 0) >= until_ms - int(beat_s * 1000 / BEATS_PER_LEASE):
             # The first beat, right after the start wrote this very lease: renewing it again
-            # would write the run (and re-key the index) for nothing; the message is hidden.
-            self._change_visibility(queue_url, receipt, int(beat_s) + VISIBILITY_MARGIN_S)
+            # would write the run (and re-key the index) for nothing; the message is hidden
+            # (by its batch's ChangeMessageVisibilityBatch, or here).
+            if receipt not in self._hidden:
+                self._change_visibility(queue_url, receipt, int(beat_s) + VISIBILITY_MARGIN_S)
             return True
         try:
             renewed = self.store.renew(run, until_ms)

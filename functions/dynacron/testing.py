@@ -99,6 +99,16 @@ class VirtualQueue:
             QueueUrl=QueueUrl, ReceiptHandle=ReceiptHandle, VisibilityTimeout=0
         )
 
+    def change_message_visibility_batch(
+        self, QueueUrl: str, Entries: list[dict[str, Any]]
+    ) -> Any:
+        for e in Entries:
+            mid = self._receipts.get(e["ReceiptHandle"])
+            if mid is not None:
+                self.visible_at[mid] = self.clock.now() + timedelta(seconds=e["VisibilityTimeout"])
+        zeroed = [{**e, "VisibilityTimeout": 0} for e in Entries]
+        return self._client.change_message_visibility_batch(QueueUrl=QueueUrl, Entries=zeroed)
+
 
 class _AdvancingClock:
     """The Scheduler's clock in a test environment: ``sleep`` plays virtual time forward."""

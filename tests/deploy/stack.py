@@ -245,7 +245,8 @@ def fix_event_source_concurrency(stack: Stack, maximum: int) -> None:
 
 
 def grant_send_message_batch(stack: Stack) -> None:
-    """ministack gap: under AUTH=true it authorizes SendMessageBatch as an action of its own,
+    """ministack gap: under AUTH=true it authorizes SendMessageBatch (and every other batch
+    action: ChangeMessageVisibilityBatch, granted to the worker below) as an action of its own,
     while AWS authorizes it with sqs:SendMessage ("You cannot set permissions explicitly for
     SendMessageBatch ... setting permissions for SendMessage ... sets permissions for the
     corresponding batch versions", https://docs.aws.amazon.com/AWSSimpleQueueService/latest/
@@ -282,6 +283,17 @@ def grant_send_message_batch(stack: Stack) -> None:
         for key in ("QueueUrl", "DeadLetterQueueUrl")
     ]
     _put_policy(iam, role, "ministack-send-message-batch", ["sqs:SendMessageBatch"], arns)
+    # The same gap for the worker's ChangeMessageVisibilityBatch (authorized by AWS with
+    # sqs:ChangeMessageVisibility, which the template grants): ministack maps no batch action.
+    worker_role = stack.role_name("WorkerFunction")
+    lanes = [stack.outputs["QueueUrl"], *stack.outputs["LaneQueueUrls"].split(",")]
+    lane_arns = [
+        sqs.get_queue_attributes(QueueUrl=url.partition("=")[2] or url,
+                                 AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        for url in lanes
+    ]  # fmt: skip
+    _put_policy(iam, worker_role, "ministack-change-visibility-batch",
+                ["sqs:ChangeMessageVisibilityBatch"], lane_arns)  # fmt: skip
 
 
 def _put_policy(iam: Any, role: str, name: str, actions: list[str], resources: list[str]) -> None:

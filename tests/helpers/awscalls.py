@@ -2,7 +2,7 @@
 
 ``install()`` (called once from ``tests/conftest.py``) wraps the Lambda code paths,
 ``Dispatcher.poll`` and ``FanOut.start`` (the poller) and ``Executor.execute`` (the worker, one
-record), so that
+record) with ``Executor.hide_batch`` (the worker, a batch's first visibility change), so that
 while they run every botocore call is attributed to the function whose execution role would
 make it. The hook is botocore's ``before-parameter-build`` event (it sees the call's own
 parameters), registered on every client as it is created: PynamoDB's and boto3's clients alike,
@@ -182,3 +182,4 @@ def install() -> None:
     Dispatcher.poll = _as("PollerFunction", Dispatcher.poll)  # type: ignore[method-assign]
     FanOut.start = _as("PollerFunction", FanOut.start)  # type: ignore[method-assign]
     Executor.execute = _as("WorkerFunction", Executor.execute)  # type: ignore[method-assign]
+    Executor.hide_batch = _as("WorkerFunction", Executor.hide_batch)  # type: ignore[method-assign]

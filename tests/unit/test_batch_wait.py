@@ -77,3 +77,45 @@ def test_a_record_due_now_or_too_early_does_not_wait_in_the_batch(env):
     assert ex.early_wait_s(body(1500)) == 1.5
     assert ex.early_wait_s(body(60_000)) == 0.0  # execute() hides it again instead
     assert ex.early_wait_s("not json") == 0.0
+
+
+def test_a_batch_hides_its_messages_in_one_request_not_one_per_record(env):
+    """The first heartbeat's visibility change (heartbeat.py) for a whole batch: one
+    ChangeMessageVisibilityBatch, each entry hidden for its wait + the heartbeat + margin; the
+    records' own first beats then change nothing."""
+    from dynacron.heartbeat import VISIBILITY_MARGIN_S
+
+    s = Scheduler(settings=replace(env.settings, queue_url=None), clock=env.clock, sqs=env.sqs)
+    t0 = env.clock.now()
+    for i in range(N):
+        s.schedule("noop", {}, trigger=At(t0 + timedelta(seconds=0.5)), task_id=f"h{i}")
+    assert env.dispatcher().poll().sent == N
+    url = env.settings.queue_url
+    arn = env.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
+    event = sqs_event(env.receive(), arn["QueueArn"], env.settings.region)
+    env.sqs.visibility.clear()
+    response = process_event(event, None, env.executor())
+    assert response == {"batchItemFailures": []}
+    beat = int(env.settings.heartbeat_s)
+    assert beat > 0  # the default: a heartbeat
+    assert env.sqs.visibility_batches == [[1 + beat + VISIBILITY_MARGIN_S] * N]
+    assert env.sqs.visibility == []  # no per-record request
+    assert all(s.runs(f"h{i}")[0].status.value == "succeeded" for i in range(N))
+
+
+def test_a_failed_batch_hide_falls_back_to_each_records_own_first_beat(env):
+    s = Scheduler(settings=replace(env.settings, queue_url=None), clock=env.clock, sqs=env.sqs)
+    s.schedule("noop", {}, trigger=At(env.clock.now() + timedelta(seconds=0.5)), task_id="f0")
+    assert env.dispatcher().poll().sent == 1
+    url = env.settings.queue_url
+    arn = env.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
+    event = sqs_event(env.receive(), arn["QueueArn"], env.settings.region)
+
+    def refused(**_kwargs):
+        raise RuntimeError("ChangeMessageVisibilityBatch refused")
+
+    env.sqs.change_message_visibility_batch = refused
+    env.sqs.visibility.clear()
+    assert process_event(event, None, env.executor()) == {"batchItemFailures": []}
+    assert len(env.sqs.visibility) == 1  # the record hid its own message
+    assert s.runs("f0")[0].status.value == "succeeded"
