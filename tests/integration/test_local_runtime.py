@@ -261,7 +261,9 @@ def test_rrule_and_when_tasks_fire_where_next_said(runtimes: Runtimes) -> None:
 
     env = {**os.environ, **runtimes.serving.env(), "COLUMNS": "80"}
     cli = [str(Path(sys.executable).with_name("dynacron"))]
-    start = (datetime.now(UTC) + timedelta(seconds=3)).replace(microsecond=0)
+    # Three CLI processes (about 1 s each, more on a loaded machine) run before the first fire:
+    # with 3 s of lead the `when` task was scheduled after its start and lost that occurrence.
+    start = (datetime.now(UTC) + timedelta(seconds=12)).replace(microsecond=0)
     rule = ["--rrule", "FREQ=SECONDLY;INTERVAL=2;COUNT=3", "--start-at", start.isoformat()]
 
     def run(*args: str) -> str:
@@ -274,6 +276,7 @@ def test_rrule_and_when_tasks_fire_where_next_said(runtimes: Runtimes) -> None:
     run("schedule", "t-ok", *rule, "--task-id", "rrule-local")
     run("schedule", "t-ok", "--when", "every 2 seconds", "--start-at", start.isoformat(),
         "--end-at", (start + timedelta(seconds=4)).isoformat(), "--task-id", "when-local")
+    assert datetime.now(UTC) < start, "scheduling took longer than the lead: raise it"
 
     sched = scheduler_for(env)
     for task_id in ("rrule-local", "when-local"):
