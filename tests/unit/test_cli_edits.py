@@ -6,23 +6,16 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from click.testing import CliRunner
 
-from dynacron.cli import _Config, cli
+from helpers.cli import checked, clear_config_env
 
 
 @pytest.fixture
 def dc(env, monkeypatch):
-    for name in ("AWS_ENDPOINT_URL", "DYNACRON_TABLE", "DYNACRON_QUEUE_URL", "DYNACRON_DLQ_URL"):
-        monkeypatch.delenv(name, raising=False)
-    s = env.settings
-    base = ["--table", s.table_name, "--queue-url", s.queue_url, "--dlq-url", s.dlq_url,
-            "--region", "us-east-1"]  # fmt: skip
-    shared = _Config(s.table_name, s.queue_url, s.dlq_url, None, "us-east-1")
+    clear_config_env(monkeypatch)
 
     def invoke(*args: str, code: int = 0):
-        result = CliRunner().invoke(cli, [*base, *args], obj=shared)
-        assert result.exit_code == code, (result.output, result.exception)
+        result = checked(env, *args, code=code, columns=None)
         if code:
             assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
         return result

@@ -10,10 +10,8 @@ import json
 from datetime import timedelta
 
 import pytest
-from click.testing import CliRunner
 
 from dynacron import At, RetryPolicy, ValidationError, handler
-from dynacron.cli import _Config, cli
 from dynacron.execute import Outcome
 from dynacron.local.provision import (
     LANE_TAG,
@@ -22,6 +20,7 @@ from dynacron.local.provision import (
     lane_workers,
     load_template,
 )
+from helpers.cli import invoke
 
 TEMPLATE = load_template(find_template())
 LANES = ("critical", "bulk")
@@ -140,18 +139,12 @@ def test_unknown_lane_is_refused_naming_the_known_lanes(env):
 def test_cli_schedule_lane_and_show(env, monkeypatch):
     lanes = ",".join(f"{k}={v}" for k, v in env.settings.lane_queues.items())
     monkeypatch.setenv("DYNACRON_LANE_QUEUES", lanes)
-    s = env.settings
-    base = ["--table", s.table_name, "--queue-url", s.queue_url, "--region", "us-east-1"]
-    config = _Config(s.table_name, s.queue_url, s.dlq_url, None, "us-east-1")
     when = (env.clock.now() + timedelta(days=400)).isoformat()
-    runner = CliRunner()
-    made = runner.invoke(
-        cli, [*base, "schedule", "x", "--at", when, "--lane", "bulk", "--json"], obj=config
-    )
+    made = invoke(env, "schedule", "x", "--at", when, "--lane", "bulk", "--json")
     assert made.exit_code == 0, made.output
     task_id = json.loads(made.stdout)["task_id"]
-    shown = runner.invoke(cli, [*base, "show", task_id], obj=config)
+    shown = invoke(env, "show", task_id)
     cells = [[c.strip() for c in line.split("│")[1:-1]] for line in shown.stdout.splitlines()]
     assert ["lane", "bulk"] in cells, shown.stdout
-    bad = runner.invoke(cli, [*base, "schedule", "x", "--at", when, "--lane", "nope"], obj=config)
+    bad = invoke(env, "schedule", "x", "--at", when, "--lane", "nope")
     assert bad.exit_code != 0 and "lane" in bad.stderr and "known lanes" in bad.stderr

@@ -6,12 +6,11 @@ import json
 from datetime import timedelta
 
 import pytest
-from click.testing import CliRunner
 
 from dynacron import At, ValidationError, handler
-from dynacron.cli import _Config, cli
 from dynacron.clock import to_ms
 from dynacron.limits import gcra, parse_rate
+from helpers.cli import invoke
 
 
 @handler("limited-ok")
@@ -194,13 +193,8 @@ def test_the_reservation_costs_two_requests_per_batch_of_ten(env):
 
 
 def test_cli_limits_set_show_clear(env):
-    s = env.settings
-    base = ["--table", s.table_name, "--queue-url", s.queue_url, "--region", "us-east-1"]
-    config = _Config(s.table_name, s.queue_url, s.dlq_url, None, "us-east-1")
-    runner = CliRunner()
-
     def run(*args):
-        return runner.invoke(cli, [*base, *args], obj=config)
+        return invoke(env, *args)
 
     made = run("limits", "set", "smtp", "--rate", "10/s", "--burst", "2", "--json")
     assert made.exit_code == 0, made.output

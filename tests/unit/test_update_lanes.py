@@ -7,11 +7,10 @@ import json
 from datetime import timedelta
 
 import pytest
-from click.testing import CliRunner
 
 from dynacron import At, Every, ValidationError, handler
-from dynacron.cli import _Config, cli
 from dynacron.spread import offset_ms
+from helpers.cli import invoke
 
 
 @handler("upd-ok")
@@ -99,17 +98,13 @@ def test_bad_lane_spread_or_limit_is_refused_and_nothing_changes(env, args, fiel
 def test_the_cli_updates_lane_spread_and_limit(env, monkeypatch):
     lanes = ",".join(f"{k}={v}" for k, v in env.settings.lane_queues.items())
     monkeypatch.setenv("DYNACRON_LANE_QUEUES", lanes)
-    st = env.settings
-    base = ["--table", st.table_name, "--queue-url", st.queue_url, "--region", "us-east-1"]
-    config = _Config(st.table_name, st.queue_url, st.dlq_url, None, "us-east-1")
     s = env.scheduler()
     s.set_limit("smtp", rate="5/s")
     # the CLI runs on the real clock: far enough ahead of both clocks
     s.schedule("upd-ok", {}, trigger=At(env.clock.now() + timedelta(days=400)), task_id="a")
-    runner = CliRunner()
 
     def update(*args):
-        return runner.invoke(cli, [*base, "update", "a", *args], obj=config)
+        return invoke(env, "update", "a", *args)
 
     out = update("--lane", "bulk", "--spread", "5m", "--limit", "smtp", "--json")
     assert out.exit_code == 0, out.output
