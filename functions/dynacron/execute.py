@@ -202,7 +202,7 @@ class Executor:
         now_ms = to_ms(self.clock.now())
         if run.status in _STARTABLE:
             return None
-        if run.status == RunStatus.RUNNING.value and (run.due_at or 0) <= now_ms:
+        if run.status == RunStatus.RUNNING.value and _alive_until(run) <= now_ms:
             if (run.attempt or 0) >= (run.max_attempts or 1):
                 reason = (
                     f"attempt {run.attempt} of {run.max_attempts} never finished (worker crashed)"
@@ -422,7 +422,10 @@ class Executor:
         if beat_s <= 0:
             yield
             return
-        renew = partial(self._renew, run, receipt, queue_url)
+        # The heartbeat's own copy of the row: its renewals move the copy's lease, never the
+        # row the attempt's thread reads and writes.
+        beat_row = self.store.models.Run.from_raw_data(run.serialize())
+        renew = partial(self._renew, beat_row, receipt, queue_url)
         # A finished record's message is not hidden longer: if its batch's invocation outlives
         # the last renewal by heartbeat + margin, the message comes back, finds the run
         # finished and is acked ("duplicate"): one extra receive, not one more call per run.
@@ -430,13 +433,14 @@ class Executor:
             yield
 
     def _renew(self, run: RunRow, receipt: str | None, queue_url: str | None) -> bool:
-        """Extend the attempt's lease (only while it is still ours) and hide its message."""
+        """Extend the attempt's liveness (only while it is still ours) and hide its message."""
         beat_s = self.settings.heartbeat_s
         until_ms = to_ms(self.clock.now()) + int(beat_s * 1000)
-        if int(run.due_at or 0) >= until_ms - int(beat_s * 1000 / BEATS_PER_LEASE):
-            # The first beat, right after the start wrote this very lease: renewing it again
-            # would write the run (and re-key the index) for nothing; the message is hidden
-            # (by its batch's ChangeMessageVisibilityBatch, or here).
+        alive = _alive_until(run)
+        if alive >= until_ms - int(beat_s * 1000 / BEATS_PER_LEASE):
+            # The first beat, right after the start wrote this very liveness: renewing it
+            # again would write the run for nothing; the message is hidden (by its batch's
+            # ChangeMessageVisibilityBatch, or here).
             if receipt not in self._hidden:
                 self._change_visibility(queue_url, receipt, int(beat_s) + VISIBILITY_MARGIN_S)
             return True
@@ -706,6 +710,12 @@ def run_with_timeout(
         exc = box["error"]
         return False, None, f"{type(exc).__name__}: {exc}"
     return True, box.get("value"), None
+
+
+def _alive_until(run: RunRow) -> int:
+    """Until when a running attempt's worker holds it (rows started before ``alive_until``
+    existed kept it in ``due_at``)."""
+    return int(run.alive_until or run.due_at or 0)
 
 
 def _was_last(task: TaskRow, run: RunRow) -> bool:

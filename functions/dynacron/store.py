@@ -13,7 +13,9 @@ run       ``T#<task_id>``     ``RUN#<run_id>``; run_id = ``<scheduled ms, 13 dig
 The ``due-index`` GSI is sparse: only runs the poller must look at carry ``due_shard`` (hash)
 and ``due_at`` (range, epoch ms). A pending run is keyed by its ``scheduled_for``; a claimed,
 running or retrying run by its lease expiry, so a claim that was never followed through falls
-due again by itself; a finished run removes both attributes and leaves the index.
+due again by itself; a finished run removes both attributes and leaves the index. A running
+attempt's liveness is ``alive_until``, outside the index keys, so that starting an attempt and
+renewing it do not re-key the index (a delete and a put of its entry: one WRU more each).
 """
 
 from __future__ import annotations
@@ -163,6 +165,10 @@ class RunRow(_Row):
     limit = UnicodeAttribute(null=True)
     throttled_ms = NumberAttribute(null=True)
     slot_ms = NumberAttribute(null=True)  # a later slot the worker reserved (it came late)
+    # A running attempt's liveness (epoch ms), renewed by its heartbeat. Not an index key: the
+    # start and the renewals change it without moving the run in the due index, whose
+    # ``due_at`` stays the claim's lease (the poller's backstop for a lost message).
+    alive_until = NumberAttribute(null=True)
 
 
 class LimitRow(_Row):

@@ -128,6 +128,7 @@ class Transitions:
         condition = run.status == row.status
         if row.status != RunStatus.PENDING.value:
             condition &= (run.fence == row.fence) & (run.due_at <= now_ms)
+            condition &= self._not_alive(row, now_ms)
         actions = self._claim_actions(row, fence, now_ms)
         return _applied(lambda: row.update(actions=actions, condition=condition))
 
@@ -194,6 +195,14 @@ class Transitions:
         condition &= run.misfire == row.misfire if row.misfire else run.misfire.does_not_exist()
         return condition & (run.max_attempts == int(row.max_attempts or 1))
 
+    def _not_alive(self, row: RunRow, now_ms: int) -> Any:
+        """A running attempt's worker stopped renewing it (always true of other states: their
+        ``alive_until`` is an earlier attempt's, or absent)."""
+        run = self.models.Run
+        if row.status != RunStatus.RUNNING.value:
+            return run.status == row.status
+        return run.alive_until.does_not_exist() | (run.alive_until <= now_ms)
+
     def leave_index(self, row: RunRow) -> bool:
         """A finished run that kept its index keys leaves the index (never dispatched)."""
         run = self.models.Run
@@ -211,6 +220,7 @@ class Transitions:
             run.error.set(error),
         ]
         condition = (run.status == row.status) & (run.fence == row.fence)
+        condition &= self._not_alive(row, now_ms)
         return _applied(lambda: row.update(actions=actions, condition=condition))
 
     def defer(self, row: RunRow, fence: str, due_ms: int) -> bool:
@@ -226,15 +236,19 @@ class Transitions:
     def start(
         self, run: RunRow, now_ms: int, lease_ms: int, starter: str, throttled_ms: int = 0
     ) -> bool:
-        """Start the next attempt: ``running``, attempt + 1, our start token, a running lease."""
+        """Start the next attempt: ``running``, attempt + 1, our start token, alive for
+        ``lease_ms``. The index keeps the claim's lease when it outlasts that (an on-time start):
+        no re-key; a late or long attempt moves it to cover the attempt (``_backstop``)."""
         model = self.models.Run
         observed = int(run.attempt or 0)
+        until = now_ms + lease_ms
         actions: list[Any] = [
             model.status.set(RunStatus.RUNNING.value),
             model.attempt.set(observed + 1),
             model.starter.set(starter),
             model.started_at.set(now_ms),
-            model.due_at.set(now_ms + lease_ms),
+            model.alive_until.set(until),
+            *self._backstop(run, until),
         ]
         if throttled_ms:
             actions.append(model.throttled_ms.set(throttled_ms))
@@ -243,6 +257,14 @@ class Transitions:
             actions.append(lost)
         condition = self._same_attempt(run, run.status)
         return _applied(lambda: run.update(actions=actions, condition=condition))
+
+    def _backstop(self, run: RunRow, until_ms: int) -> list[Any]:
+        """Keep the index lease (``due_at``, when the poller takes a run back whose message
+        was lost) beyond the attempt's liveness. Moved a whole lease ahead when it must move,
+        so a long attempt's renewals re-key the index once per lease, not once per beat."""
+        if int(run.due_at or 0) >= until_ms:
+            return []
+        return [self.models.Run.due_at.set(until_ms + int(self.settings.lease_s * 1000))]
 
     def started_by(self, run: RunRow, starter: str) -> bool:
         """Whether the run's current attempt carries our start token (a start whose response
@@ -254,18 +276,17 @@ class Transitions:
         return True
 
     def renew(self, run: RunRow, until_ms: int) -> bool:
-        """Extend a running attempt's lease, only while it is still ours (heartbeat)."""
+        """Extend a running attempt's liveness, only while it is still ours (heartbeat); the
+        index lease moves only when the liveness would outlast it. ``run`` is updated from the
+        response: pass the heartbeat's own copy of the row, not the attempt's."""
         model = self.models.Run
         condition = (
             (model.fence == run.fence)
             & (model.status == RunStatus.RUNNING.value)
             & (model.starter == run.starter)
         )
-        # a fresh row object: the attempt's own row belongs to the thread running it
-        fresh = self.models.Run(run.pk, run.sk)
-        return _applied(
-            lambda: fresh.update(actions=[model.due_at.set(until_ms)], condition=condition)
-        )
+        actions = [model.alive_until.set(until_ms), *self._backstop(run, until_ms)]
+        return _applied(lambda: run.update(actions=actions, condition=condition))
 
     def retry(self, run: RunRow, error: str, due_ms: int, record: str) -> bool:
         """The attempt failed and another follows: ``retrying``, due again at ``due_ms``."""

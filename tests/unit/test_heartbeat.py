@@ -96,15 +96,40 @@ def test_a_crashed_workers_run_starts_again_within_60_s(env):
     assert run.started_at - crashed_at <= timedelta(seconds=60)
 
 
-def test_the_poller_also_reclaims_it_once_the_short_lease_is_over(env):
+def test_the_poller_takes_the_run_back_if_its_message_is_lost(env):
+    """The redelivered message recovers a crash; if it never comes back (lost, or moved to
+    the DLQ), the poller takes the run back when the index lease the claim set runs out."""
     s, t, msg = _one_run(env, "hb-quick")
     crashed_at = _crash_after_the_handler(env, msg)
-    env.clock.advance(29)
-    assert env.dispatcher().poll().sent == 0  # 1 s of the lease left
-    env.clock.advance(2)
+    (run,) = s.runs(t.task_id)
+    row = env.executor().store.get_run_row(t.task_id, run.run_id)
+    alive_until, lease_end = from_ms(row.alive_until), from_ms(row.due_at)
+    assert alive_until - crashed_at == timedelta(seconds=30)  # the heartbeat's liveness
+    assert lease_end > alive_until  # the start left the claim's index lease alone
+    env.clock.set(alive_until + timedelta(seconds=1))
+    assert env.dispatcher().poll().sent == 0  # the message's redelivery is the fast path
+    env.clock.set(lease_end - timedelta(seconds=1))
+    assert env.dispatcher().poll().sent == 0
+    env.clock.set(lease_end)
     assert env.dispatcher().poll().sent == 1
     (run,) = s.runs(t.task_id)
-    assert run.status is RunStatus.QUEUED and env.clock.now() - crashed_at < timedelta(seconds=60)
+    assert run.status is RunStatus.QUEUED
+
+
+def test_the_poller_leaves_a_renewed_run_whose_index_lease_passed(env):
+    """A long attempt's renewal moves the index lease only when its liveness would outlast
+    it; a poll that reads the row in between must not take a live run back."""
+    s, t, msg = _one_run(env, "hb-quick")
+    _crash_after_the_handler(env, msg)
+    (run,) = s.runs(t.task_id)
+    store = env.executor().store
+    row = store.get_run_row(t.task_id, run.run_id)
+    env.clock.set(from_ms(row.due_at))
+    beat = store.models.Run.from_raw_data(row.serialize())
+    beat.due_at = row.alive_until  # as if the index lease had not been moved yet
+    assert store.renew(beat, int(row.due_at) + 30_000)  # the worker is alive after all
+    assert env.dispatcher().poll().sent == 0
+    assert store.get_run_row(t.task_id, run.run_id).fence == row.fence
 
 
 def test_without_a_heartbeat_the_run_waits_for_timeout_plus_lease(env):
@@ -159,7 +184,10 @@ def test_a_heartbeat_that_lost_its_lease_stops_renewing(env):
     beats = Beats()
     s, t, _msg, worker, out = _start_long(env, beats)
     try:
-        env.clock.advance(31)  # the heartbeat stalled past its lease: taken for dead
+        # The heartbeat stalled past its liveness and the index lease: taken for dead.
+        (run,) = s.runs(t.task_id)
+        row = env.executor().store.get_run_row(t.task_id, run.run_id)
+        env.clock.set(from_ms(max(row.due_at, row.alive_until)))
         assert env.dispatcher().poll().sent == 1  # reclaimed under a new fence
         beats._go.release()  # the late renewal finds the run is no longer its own
     finally:
