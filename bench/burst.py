@@ -36,9 +36,13 @@ from .throughput import rows_like_sdk, write_items
 
 CANARIES = 50
 SEED_CHUNK = 5000  # rows built and written at a time: the seeding process stays small
-# For the lead time only (a slower machine shows up as sent < 1): 72/s was measured on the
-# 2 shared cores with the workers beside the poller at B = 1,200, 24/s at B = 20,000.
-DISPATCH_GUESS_PER_S = 25
+# For the lead time only (a slower machine shows up as sent < 1): 257/s was measured on the
+# 2 cores at B = 2,000 with the workers' idle polling of fleet.Workers(idle_poll_s); 24/s at
+# B = 20,000 before it, when idle long polls took ministack's core (see fleet.Workers).
+DISPATCH_GUESS_PER_S = 100
+# How often the idle fleet polls the queue: a canary visible at its due time (DelaySeconds
+# rounds down, so up to 1 s before it) is received within this.
+IDLE_POLL_S = 0.5
 
 
 def lead_for(b: int) -> float:
@@ -116,7 +120,8 @@ def one_burst(endpoint: str, b: int, drain_s: float, page_size: int = 500,
     seed_s = seed(endpoint, settings, [due] * b + canary_at)
     log(f"burst B={b}: seeded {b} + {CANARIES} canaries in {seed_s:.1f} s; "
         f"{(due - datetime.now(UTC)).total_seconds():.0f} s to due")
-    fleet = Workers(settings, workers, threads).start()
+    idle_request_s = LatencyProbe(endpoint, settings.table_name).idle_s()
+    fleet = Workers(settings, workers, threads, idle_poll_s=IDLE_POLL_S).start()
     try:
         server = backend_pid()
         with LatencyProbe(endpoint, settings.table_name) as probe:
@@ -154,8 +159,9 @@ def one_burst(endpoint: str, b: int, drain_s: float, page_size: int = 500,
             1000 * (result["last_send_ts"] - first_start) / max(1, claims), 3),
         "dispatch_makespan_s": round(result["last_send_ts"] - first_start, 2),
         "dispatch_per_s": round(claims / max(1e-9, result["last_send_ts"] - first_start), 1),
-        "polls": result["polls"],
-        "request_s": probe.median_s(),
+        "polls": result["polls"], "sent": claims,
+        "request_s": idle_request_s,  # the model's input: measured before the load
+        "request_s_under_load": probe.median_s(),
         "server_cpu_s_per_1000_claims": round(1000 * server_cpu / max(1, claims), 3),
         "canary_lateness": _lateness(canary, now_ms),
         "start_lateness": _lateness(burst, now_ms),

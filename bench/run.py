@@ -299,7 +299,7 @@ def simulate_from(burst_fig: dict[str, Any], fig: dict[str, Any]) -> dict[str, A
            "request_s": median("request_s"), "cores": float(os.cpu_count() or 1),
            "batch_s": worker_ms / 1000}
     # validation at the smallest and the largest B measured (the issue: 20k and 100k)
-    points = {r["b"]: r["dispatch_makespan_s"] for r in (runs[0], runs[-1])}
+    points = {r["b"]: (r["sent"], r["dispatch_makespan_s"]) for r in (runs[0], runs[-1])}
     return simulate.run(cal, points, {**_latest(), **fig})
 
 
