@@ -187,12 +187,14 @@ class Transitions:
 
     def _as_read(self, row: RunRow) -> Any:
         """The occurrence is still pending *and* chains as we read it: a ``Scheduler.update``
-        that changed its trigger, misfire policy or attempts meanwhile makes this claim lose
-        the race, so no next occurrence is ever created from the old trigger."""
+        that changed what the next occurrence copies from it (trigger, misfire policy,
+        attempts, lane, spread, limit) meanwhile makes this claim lose the race, so no next
+        occurrence is ever created from the old values."""
         run = self.models.Run
         condition = run.status == RunStatus.PENDING.value
-        condition &= run.trigger == row.trigger if row.trigger else run.trigger.does_not_exist()
-        condition &= run.misfire == row.misfire if row.misfire else run.misfire.does_not_exist()
+        for name in ("trigger", "misfire", "lane", "spread_ms", "limit"):
+            attr, value = getattr(run, name), getattr(row, name)
+            condition &= attr.does_not_exist() if value is None else attr == value
         return condition & (run.max_attempts == int(row.max_attempts or 1))
 
     def _not_alive(self, row: RunRow, now_ms: int) -> Any:
