@@ -479,8 +479,6 @@ class Dispatcher:
             return False
         if report is not None:
             report.add(dead=1)
-        if not row.manual:
-            self.store.complete_if_done(row.task_id, now_ms, int(row.scheduled_for))
         self._emit("dead", row, reason=reason)
         return True
 

@@ -237,7 +237,7 @@ class TaskEdits:
         row = self._task_row(task_id)  # type: ignore[attr-defined]
         if row.status in (TaskStatus.ACTIVE.value, TaskStatus.PAUSED.value):
             self.cancel(task_id)  # type: ignore[attr-defined]
-        return int(self.store.delete(task_id))
+        return int(self.store.delete(task_id, to_ms(self.clock.now())))
 
 
 def _lane_values(head: RunRow, spec: dict[str, Any]) -> dict[str, Any]:

@@ -324,10 +324,7 @@ class Executor:
                 if ok
                 else self._fail(run, task, error or "failed", receipt, queue_url)
             )
-        if res.outcome is Outcome.ACK and not run.manual and _was_last(task, run):
-            last = int(run.scheduled_for)
-            self.store.complete_if_done(run.task_id, to_ms(self.clock.now()), last)
-        return res
+        return res  # the end of the last run ends its task: Store.settle reads it so
 
     def _gate(self, run: RunRow, now: datetime, timeout: float) -> str | Result | None:
         """A concurrency slot of the run's limit (limits.ConcurrencyGate): its lease token,
@@ -716,12 +713,6 @@ def _alive_until(run: RunRow) -> int:
     """Until when a running attempt's worker holds it (rows started before ``alive_until``
     existed kept it in ``due_at``)."""
     return int(run.alive_until or run.due_at or 0)
-
-
-def _was_last(task: TaskRow, run: RunRow) -> bool:
-    """The run was its task's last occurrence: nothing after it (the claim of the last one
-    leaves ``next_fire_at`` at it)."""
-    return task.next_fire_at is None or int(task.next_fire_at) == int(run.scheduled_for)
 
 
 def _raise_in(thread: threading.Thread, exc_type: type[BaseException]) -> None:

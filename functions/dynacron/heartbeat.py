@@ -1,13 +1,14 @@
-"""A running attempt's heartbeat: renew its lease and hide its message while the handler runs.
+"""A running attempt's heartbeat: keep it alive and hide its message while the handler runs.
 
-With a heartbeat (``DYNACRON_HEARTBEAT_SECONDS``, default 30 s), a started attempt holds its run
-for only ``heartbeat_s`` at a time instead of ``timeout + lease``; a thread renews the lease every
-``heartbeat_s / 3`` and sets the message's visibility to ``heartbeat_s + VISIBILITY_MARGIN_S``.
-When the worker dies the renewals stop: the lease expires ``heartbeat_s`` after the last one and
-the message reappears a few seconds later, so the redelivery finds an expired lease and takes the
-run over (``Executor._precheck``); if it does not come back, the poller reclaims the run at its
-next tick. Two missed renewals in a row are tolerated; a worker stalled for longer than
-``heartbeat_s`` is taken for dead (its attempt may then run twice: at-least-once across crashes).
+With a heartbeat (``DYNACRON_HEARTBEAT_SECONDS``, default 30 s), a started attempt is alive for
+only ``heartbeat_s`` at a time (the run's ``alive_until``) instead of ``timeout + lease``; a
+thread renews it every ``heartbeat_s / 3`` and sets the message's visibility to ``heartbeat_s +
+VISIBILITY_MARGIN_S``. When the worker dies the renewals stop: ``alive_until`` passes
+``heartbeat_s`` after the last one and the message reappears a few seconds later, so the
+redelivery finds the attempt expired and takes the run over (``Executor._precheck``); if the
+message does not come back, the poller takes the run back when the claim's index lease ends.
+Two missed renewals in a row are tolerated; a worker stalled for longer than ``heartbeat_s`` is
+taken for dead (its attempt may then run twice: at-least-once across crashes).
 """
 
 from __future__ import annotations

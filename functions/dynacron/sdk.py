@@ -208,7 +208,7 @@ class Scheduler(TaskEdits):
                 raise ValidationError("trigger", "has no fire time in the future")
         except ValidationError:
             # A retried create whose time has passed since: the task it made, not an error.
-            row = self.store.get_task_row(task_id) if task_id is not None else None
+            row = self._settled(task_id) if task_id is not None else None
             if row is not None and row.status == TaskStatus.CANCELLED.value:
                 raise InvalidStateError(cancelled_message(row.task_id)) from None
             if row is not None and row.spec_hash == spec["hash"]:
@@ -341,7 +341,7 @@ class Scheduler(TaskEdits):
         return self.store.pending_run(task, run_id, when_ms, max_attempts, int(task.shard), manual)
 
     def _existing(self, task_id: str, spec_hash: str) -> Task:
-        row = self.store.get_task_row(task_id)
+        row = self._settled(task_id)
         if row is None:  # its run id was taken, yet no task: it was deleted meanwhile
             raise ConflictError(f"task {task_id!r} changed while it was created; try again")
         if row.status == TaskStatus.CANCELLED.value:
@@ -373,17 +373,20 @@ class Scheduler(TaskEdits):
     def _task_row(self, task_id: str) -> TaskRow:
         if not isinstance(task_id, str) or not task_id:
             raise TaskNotFound(str(task_id))
-        row = self.store.get_task_row(task_id)
+        row = self._settled(task_id)
         if row is None:
             raise TaskNotFound(task_id)
         return row
+
+    def _settled(self, task_id: str) -> TaskRow | None:
+        return self.store.settled_task_row(task_id, to_ms(self.clock.now()))
 
     def list(
         self, status: TaskStatus | str | None = None, task_type: str | None = None
     ) -> Iterator[Task]:
         """All tasks, optionally filtered (a table Scan: meant for operators, not hot paths)."""
         wanted = None if status is None else TaskStatus(status).value
-        for row in self.store.scan_tasks():
+        for row in self.store.scan_tasks(to_ms(self.clock.now())):
             if (wanted is None or row.status == wanted) and (task_type in (None, row.task_type)):
                 yield task_from_row(row)
 

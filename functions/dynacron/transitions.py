@@ -137,10 +137,10 @@ class Transitions:
 
         The last occurrence (a one-time task's run, the end of a bounded chain) has nothing to
         create: one conditional UpdateItem, not a transaction with the task (1 WRU, not 4). The
-        task keeps ``next_fire_at`` at this run until the run ends (``complete_if_done``). That
-        the task is still active is read from the run itself: a pause takes its head out of
-        the index (``due_at`` gone), a cancel skips it, an update deletes or retunes it, and
-        each of those fails this condition."""
+        task keeps ``next_fire_at`` at this run and is completed when it ends
+        (``Store.settle``). That the task is still active is read from the run itself: a pause
+        takes its head out of the index (``due_at`` gone), a cancel skips it, an update deletes
+        or retunes it, and each of those fails this condition."""
         actions = self._claim_actions(row, fence, now_ms)
         if nxt is None:
             condition = self._as_read(row) & self.models.Run.due_at.exists()
@@ -157,8 +157,8 @@ class Transitions:
         run, task = self.models.Run, self.models.Task
         task_actions: list[Any] = [task.updated_at.set(now_ms), task.version.add(1)]
         if nxt is None:
-            # The chain ends. A claimed last run keeps the task active until the run finishes
-            # (the worker completes it); a skipped one ends it now.
+            # The chain ends. A claimed last run keeps the task active until the run ends
+            # (Store.settle reads that); a skipped one ends it now.
             task_actions.append(task.next_fire_at.remove())
             if skip:
                 task_actions.append(task.status.set(TaskStatus.COMPLETED.value))
@@ -187,12 +187,14 @@ class Transitions:
 
     def _as_read(self, row: RunRow) -> Any:
         """The occurrence is still pending *and* chains as we read it: a ``Scheduler.update``
-        that changed its trigger, misfire policy or attempts meanwhile makes this claim lose
-        the race, so no next occurrence is ever created from the old trigger."""
+        that changed what the next occurrence copies from it (trigger, misfire policy,
+        attempts, lane, spread, limit) meanwhile makes this claim lose the race, so no next
+        occurrence is ever created from the old values."""
         run = self.models.Run
         condition = run.status == RunStatus.PENDING.value
-        condition &= run.trigger == row.trigger if row.trigger else run.trigger.does_not_exist()
-        condition &= run.misfire == row.misfire if row.misfire else run.misfire.does_not_exist()
+        for name in ("trigger", "misfire", "lane", "spread_ms", "limit"):
+            attr, value = getattr(run, name), getattr(row, name)
+            condition &= attr.does_not_exist() if value is None else attr == value
         return condition & (run.max_attempts == int(row.max_attempts or 1))
 
     def _not_alive(self, row: RunRow, now_ms: int) -> Any:
@@ -337,27 +339,6 @@ class Transitions:
         condition = (m.fence == run.fence) & (m.status == run.status)
         return _applied(lambda: run.update(actions=[m.slot_ms.set(slot_ms)], condition=condition))
 
-    def complete_if_done(self, task_id: str, now_ms: int, last_ms: int | None = None) -> bool:
-        """Mark the task ``completed`` if it is active and its chain has ended: no next fire,
-        or (``last_ms``) the next fire is the occurrence that just ended (the last one keeps
-        it while it runs, see ``claim_occurrence``).
-
-        Called when the last occurrence of a task finishes; a no-op for a task that goes on.
-        """
-        task = self.models.Task
-        actions: list[Any] = [
-            task.status.set(TaskStatus.COMPLETED.value),
-            task.next_fire_at.remove(),
-            task.updated_at.set(now_ms),
-            task.version.add(1),
-        ]
-        ended = task.next_fire_at.does_not_exist()
-        if last_ms is not None:
-            ended |= task.next_fire_at == last_ms
-        condition = (task.status == TaskStatus.ACTIVE.value) & ended
-        row = task(keys.task_pk(task_id), keys.TASK_SK)
-        return _applied(lambda: row.update(actions=actions, condition=condition))
-
     # --- the SDK: tasks ------------------------------------------------------------------
 
     def create(self, task_row: TaskRow, run_row: RunRow) -> bool:
@@ -430,19 +411,25 @@ class Transitions:
             for op in ops:
                 op.apply(tx)
 
-    def delete(self, task_id: str) -> int:
+    def delete(self, task_id: str, now_ms: int) -> int:
         """Delete every run of the task (BatchWriteItem) and the task if it has ended."""
+        task = self.models.Task
+        current = self.get_task_row(task_id)  # type: ignore[attr-defined]
+        # Ended (cancelled or completed): nothing can revive it now. A task whose last run
+        # ended is completed without saying so (Store.settle): then nothing may have touched
+        # it since it was read (its runs go first, so the head cannot be read afterwards).
+        condition = task.status.is_in(*_FINISHED)
+        if current is not None and current.status == TaskStatus.ACTIVE.value:
+            settled = self.settle([current], now_ms)[0]  # type: ignore[attr-defined]
+            if settled.status == TaskStatus.COMPLETED.value:
+                condition |= task.version == current.version
         deleted = 0
         with self.models.Run.batch_write() as batch:
             for run_row in self.query_runs(task_id):  # type: ignore[attr-defined]
                 batch.delete(run_row)
                 deleted += 1
-        task = self.models.Task
-        current = self.get_task_row(task_id)  # type: ignore[attr-defined]
-        if current is not None:  # ended (cancelled or completed): nothing can revive it now
-            condition = task.status.is_in(*_FINISHED)
-            if not _applied(lambda: current.delete(condition=condition)):
-                raise ConflictError(f"task {task_id!r} was revived while it was deleted")
+        if current is not None and not _applied(lambda: current.delete(condition=condition)):
+            raise ConflictError(f"task {task_id!r} was revived while it was deleted")
         return deleted
 
     # --- the SDK: runs -------------------------------------------------------------------

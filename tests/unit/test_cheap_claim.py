@@ -90,6 +90,63 @@ def test_the_first_heartbeat_does_not_rewrite_the_lease_the_start_just_wrote(env
     calls = _calls(executor)
     res = executor.execute(msg["Body"], msg["ReceiptHandle"], env.settings.queue_url)
     assert res.status == "succeeded"
-    # start, finish, task completed: no renewal at the handler's first instant
-    assert [c for c in calls if c == "UpdateItem"] == ["UpdateItem"] * 3
+    # start, finish: no renewal at the handler's first instant, no task write at the end
+    assert [c for c in calls if c == "UpdateItem"] == ["UpdateItem"] * 2
     assert env.sqs.visibility == [int(env.settings.heartbeat_s) + 5]  # the message is hidden
+
+
+def _run_to_the_end(env, s, task_id):
+    env.dispatcher().poll()
+    env.clock.advance(3)
+    (msg,) = env.receive()
+    executor = env.executor()
+    calls = _calls(executor)
+    assert executor.execute(msg["Body"], msg["ReceiptHandle"]).status == "succeeded"
+    return calls
+
+
+def test_the_end_of_the_last_run_completes_its_task_without_a_task_write(env):
+    s = _scheduler(env)
+    t = s.schedule("cheap-noop", {"k": "x" * 2048},
+                   trigger=At(env.clock.now() + timedelta(seconds=3)))
+    calls = _run_to_the_end(env, s, t.task_id)
+    written = [c for c in calls if c in ("UpdateItem", "PutItem", "TransactWriteItems")]
+    assert written == ["UpdateItem", "UpdateItem"]  # start and finish of the run only
+    raw = s.store.get_task_row(t.task_id)
+    assert raw.status == "active"  # what the table says ...
+    assert s.get(t.task_id).status.value == "completed"  # ... and what everyone reads
+    assert [x.task_id for x in s.list(status="completed")] == [t.task_id]
+    assert list(s.list(status="active")) == []
+
+
+def test_a_task_completed_by_its_last_run_is_paused_refused_and_deleted(env):
+    from dynacron.errors import InvalidStateError
+
+    s = _scheduler(env)
+    t = s.schedule("cheap-noop", {}, trigger=At(env.clock.now() + timedelta(seconds=3)),
+                   task_id="once")
+    _run_to_the_end(env, s, t.task_id)
+    with pytest.raises(InvalidStateError, match="completed"):
+        s.pause(t.task_id)
+    assert s.delete(t.task_id) == 1  # its run; then the task: the id is free again
+    again = s.schedule("cheap-noop", {}, trigger=At(env.clock.now() + timedelta(seconds=60)),
+                       task_id="once")
+    assert again.status.value == "active"
+
+
+def test_a_task_whose_last_run_is_in_flight_is_still_active(env):
+    s = _scheduler(env)
+    t = s.schedule("cheap-noop", {}, trigger=At(env.clock.now() + timedelta(seconds=3)))
+    env.dispatcher().poll()
+    assert s.get(t.task_id).status.value == "active"  # queued, not ended
+
+
+def test_a_recurring_task_is_read_without_looking_at_its_head(env):
+    from dynacron import Every
+
+    s = _scheduler(env)
+    t = s.schedule("cheap-noop", {},
+                   trigger=Every(60, start_at=env.clock.now() + timedelta(seconds=3)))
+    calls = _calls(s)
+    assert s.get(t.task_id).status.value == "active"
+    assert calls == ["GetItem"]  # the task only: its trigger fires again after now

@@ -91,7 +91,7 @@ def test_every_conditional_write_is_in_the_storage_layer():
     "name",
     ["claim", "claim_occurrence", "skip_occurrence", "start", "renew", "retry", "finish",
      "mark_dead", "skip", "redrive", "create", "update", "delete", "pause", "resume", "cancel",
-     "complete_if_done", "defer", "reslot"],
+     "defer", "reslot"],
 )
 def test_each_transition_is_a_named_operation_of_the_store(name):
     from dynacron.store import Store

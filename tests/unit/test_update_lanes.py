@@ -117,3 +117,30 @@ def test_the_cli_updates_lane_spread_and_limit(env, monkeypatch):
     bad = update("--lane", "urgent")
     assert bad.exit_code != 0 and "lane" in bad.stderr
     assert s.get("a").lane == "bulk"
+
+
+@pytest.mark.parametrize("change", [{"lane": "critical"}, {"spread": 30}, {"limit": None}])
+def test_a_claim_read_before_an_update_of_lane_spread_or_limit_loses(env, change):
+    """The poller chains the next occurrence from the row it read: a claim from a read taken
+    before the update must lose, or the old lane/spread/limit would live on in the chain."""
+    from dataclasses import replace
+
+    from dynacron import Scheduler
+
+    s = Scheduler(settings=replace(env.settings, queue_url=None), clock=env.clock, sqs=env.sqs)
+    when = env.clock.now() + timedelta(seconds=20)
+    s.schedule("upd-ok", {}, trigger=Every(60, start_at=when), task_id="r")
+    if "limit" in change:  # give it one to remove
+        s.set_limit("slow", rate="10/s")
+        s.update("r", limit="slow")
+    stale = s.store.get_run_row("r", _head(s, "r").run_id)  # what a poller read
+    s.update("r", **change)
+    env.clock.set(when)
+    report = env.dispatcher().dispatch([stale])
+    assert (report.claimed, report.lost_races) == (0, 1)
+    assert env.dispatcher().poll().claimed >= 1  # from a fresh read: the chain goes on
+    (nxt,) = [r for r in s.runs("r") if r.status == "pending"]
+    row = s.store.get_run_row("r", nxt.run_id)
+    task = s.get("r")
+    assert (row.lane, row.spread_ms is not None, row.limit) == (
+        task.lane, task.spread is not None, task.limit)
