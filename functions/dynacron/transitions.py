@@ -542,9 +542,7 @@ class Transitions:
             m.name.set(name),
             m.burst.set(burst),
             m.version.add(1),
-            m.rate.set(rate) if rate else m.rate.remove(),
-            m.per_s.set(per_s) if per_s else m.per_s.remove(),
-            m.concurrency.set(concurrency) if concurrency else m.concurrency.remove(),
+            *_set_or_remove(m, {"rate": rate, "per_s": per_s, "concurrency": concurrency}),
         ]
         row = m(keys.limit_pk(name), keys.LIMIT_SK)
         _applied(lambda: row.update(actions=actions))
