@@ -35,7 +35,7 @@ from .errors import DynacronError, ValidationError
 from .message import MESSAGE_VERSION as MESSAGE_VERSION  # re-exported
 from .message import Message as Message  # re-exported: the work message
 from .settings import Settings
-from .store import RunRow, Store, scheduled_run_id, start_ms
+from .store import RunRow, Store, alive, scheduled_run_id, start_ms
 from .types import CATCH_UP_LIMIT, MisfirePolicy, RunStatus
 
 MAX_DELAY_SECONDS = 900  # SQS DelaySeconds limit
@@ -359,8 +359,10 @@ class Dispatcher:
                 return self._claim_single(row, now_ms, report, RunStatus.PENDING.value), None
             return self._claim_occurrence(row, now, report)
         if row.status in _CLAIMED_STATES:
-            if (row.due_at or 0) > now_ms or _alive(row, now_ms):
-                return None, None  # its lease is still running, or its worker renews it
+            # its lease is still running, or its worker renews it (the index lease may pass
+            # first: the renewal that moves it is on its way)
+            if (row.due_at or 0) > now_ms or alive(row, now_ms):
+                return None, None
             return self._reclaim(row, now_ms, report), None
         self._leave_index(row)  # a finished run that kept its index keys: tidy, never dispatch
         return None, None
@@ -583,12 +585,6 @@ def _owned_shards(shards: Sequence[int] | None, count: int) -> list[int]:
     if bad or not shards:
         raise ValidationError("shards", f"must be a non-empty subset of 0..{count - 1}, got {bad}")
     return sorted(set(shards))
-
-
-def _alive(row: RunRow, now_ms: int) -> bool:
-    """A running attempt whose worker still renews it (its index lease may have passed
-    first: the renewal that moves it is on its way)."""
-    return row.status == RunStatus.RUNNING.value and int(row.alive_until or 0) > now_ms
 
 
 def _ids(row: RunRow) -> dict[str, str]:

@@ -35,7 +35,7 @@ from .errors import DynacronError, HandlerTimeout, ValidationError
 from .heartbeat import BEATS_PER_LEASE, VISIBILITY_MARGIN_S, Heartbeat, Wait
 from .message import Message
 from .settings import Settings
-from .store import RunRow, Store, TaskRow, dumps, start_ms
+from .store import RunRow, Store, TaskRow, alive, alive_until_ms, dumps, start_ms
 from .types import (
     MAX_BACKOFF_SECONDS,
     MAX_RESULT_BYTES,
@@ -202,7 +202,7 @@ class Executor:
         now_ms = to_ms(self.clock.now())
         if run.status in _STARTABLE:
             return None
-        if run.status == RunStatus.RUNNING.value and _alive_until(run) <= now_ms:
+        if run.status == RunStatus.RUNNING.value and not alive(run, now_ms):
             if (run.attempt or 0) >= (run.max_attempts or 1):
                 reason = (
                     f"attempt {run.attempt} of {run.max_attempts} never finished (worker crashed)"
@@ -314,17 +314,14 @@ class Executor:
         if not self._start(run, now, timeout, throttled_ms):
             return Result(Outcome.ACK, "duplicate", "another delivery started this attempt")
         budget = max(0.001, min(timeout, time_left() - self.safety_margin_s))
+        # The end of a task's last run ends the task: nothing writes that (Store.settle).
         if task.target:
-            res = self._run_target(run, task, now, budget, receipt, queue_url)
-        else:
-            with self._heartbeat(run, receipt, queue_url):
-                ok, value, error = self._run_handler(run, task, now, budget)
-            res = (
-                self._succeed(run, value, now)
-                if ok
-                else self._fail(run, task, error or "failed", receipt, queue_url)
-            )
-        return res  # the end of the last run ends its task: Store.settle reads it so
+            return self._run_target(run, task, now, budget, receipt, queue_url)
+        with self._heartbeat(run, receipt, queue_url):
+            ok, value, error = self._run_handler(run, task, now, budget)
+        if ok:
+            return self._succeed(run, value, now)
+        return self._fail(run, task, error or "failed", receipt, queue_url)
 
     def _gate(self, run: RunRow, now: datetime, timeout: float) -> str | Result | None:
         """A concurrency slot of the run's limit (limits.ConcurrencyGate): its lease token,
@@ -433,8 +430,7 @@ class Executor:
         """Extend the attempt's liveness (only while it is still ours) and hide its message."""
         beat_s = self.settings.heartbeat_s
         until_ms = to_ms(self.clock.now()) + int(beat_s * 1000)
-        alive = _alive_until(run)
-        if alive >= until_ms - int(beat_s * 1000 / BEATS_PER_LEASE):
+        if alive_until_ms(run) >= until_ms - int(beat_s * 1000 / BEATS_PER_LEASE):
             # The first beat, right after the start wrote this very liveness: renewing it
             # again would write the run for nothing; the message is hidden (by its batch's
             # ChangeMessageVisibilityBatch, or here).
@@ -707,12 +703,6 @@ def run_with_timeout(
         exc = box["error"]
         return False, None, f"{type(exc).__name__}: {exc}"
     return True, box.get("value"), None
-
-
-def _alive_until(run: RunRow) -> int:
-    """Until when a running attempt's worker holds it (rows started before ``alive_until``
-    existed kept it in ``due_at``)."""
-    return int(run.alive_until or run.due_at or 0)
 
 
 def _raise_in(thread: threading.Thread, exc_type: type[BaseException]) -> None:

@@ -59,6 +59,17 @@ def start_ms(row: RunRow) -> int:
     return int(row.scheduled_for) + int(row.offset_ms or 0)
 
 
+def alive_until_ms(row: RunRow) -> int:
+    """Until when a running attempt's worker holds it: its ``alive_until`` (rows started
+    before that attribute existed kept it in ``due_at``)."""
+    return int(row.alive_until or row.due_at or 0)
+
+
+def alive(row: RunRow, now_ms: int) -> bool:
+    """A running attempt whose worker still renews it."""
+    return row.status == RunStatus.RUNNING.value and alive_until_ms(row) > now_ms
+
+
 def task_pk(task_id: str) -> str:
     return f"T#{task_id}"
 

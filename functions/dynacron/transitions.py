@@ -128,7 +128,7 @@ class Transitions:
         condition = run.status == row.status
         if row.status != RunStatus.PENDING.value:
             condition &= (run.fence == row.fence) & (run.due_at <= now_ms)
-            condition &= self._not_alive(row, now_ms)
+            condition = self._unless_alive(condition, row, now_ms)
         actions = self._claim_actions(row, fence, now_ms)
         return _applied(lambda: row.update(actions=actions, condition=condition))
 
@@ -197,13 +197,14 @@ class Transitions:
             condition &= attr.does_not_exist() if value is None else attr == value
         return condition & (run.max_attempts == int(row.max_attempts or 1))
 
-    def _not_alive(self, row: RunRow, now_ms: int) -> Any:
-        """A running attempt's worker stopped renewing it (always true of other states: their
-        ``alive_until`` is an earlier attempt's, or absent)."""
-        run = self.models.Run
+    def _unless_alive(self, condition: Any, row: RunRow, now_ms: int) -> Any:
+        """``condition``, and for a running attempt: its worker stopped renewing it (the
+        write-side twin of ``store.alive``; other states' ``alive_until`` is an earlier
+        attempt's, or absent)."""
         if row.status != RunStatus.RUNNING.value:
-            return run.status == row.status
-        return run.alive_until.does_not_exist() | (run.alive_until <= now_ms)
+            return condition
+        run = self.models.Run
+        return condition & (run.alive_until.does_not_exist() | (run.alive_until <= now_ms))
 
     def leave_index(self, row: RunRow) -> bool:
         """A finished run that kept its index keys leaves the index (never dispatched)."""
@@ -222,7 +223,7 @@ class Transitions:
             run.error.set(error),
         ]
         condition = (run.status == row.status) & (run.fence == row.fence)
-        condition &= self._not_alive(row, now_ms)
+        condition = self._unless_alive(condition, row, now_ms)
         return _applied(lambda: row.update(actions=actions, condition=condition))
 
     def defer(self, row: RunRow, fence: str, due_ms: int) -> bool:
