@@ -221,8 +221,10 @@ class LatencyProbe:
         """The median round trip before the load starts: what a request costs by itself.
         (Under load the probe waits behind the poller's own requests: a model fed that
         latency counts the backend's saturation twice, once as CPU and once as latency.)"""
-        got = sorted(x for x in (self._sample() for _ in range(samples)) if x is not None)
-        return got[len(got) // 2]
+        from .common import percentile
+
+        got = [x for x in (self._sample() for _ in range(samples)) if x is not None]
+        return percentile(got, 50)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.every_s):
