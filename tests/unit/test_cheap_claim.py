@@ -95,7 +95,7 @@ def test_the_first_heartbeat_does_not_rewrite_the_lease_the_start_just_wrote(env
     assert env.sqs.visibility == [int(env.settings.heartbeat_s) + 5]  # the message is hidden
 
 
-def _run_to_the_end(env, s, task_id):
+def _run_to_the_end(env):
     env.dispatcher().poll()
     env.clock.advance(3)
     (msg,) = env.receive()
@@ -109,7 +109,7 @@ def test_the_end_of_the_last_run_completes_its_task_without_a_task_write(env):
     s = _scheduler(env)
     t = s.schedule("cheap-noop", {"k": "x" * 2048},
                    trigger=At(env.clock.now() + timedelta(seconds=3)))
-    calls = _run_to_the_end(env, s, t.task_id)
+    calls = _run_to_the_end(env)
     written = [c for c in calls if c in ("UpdateItem", "PutItem", "TransactWriteItems")]
     assert written == ["UpdateItem", "UpdateItem"]  # start and finish of the run only
     raw = s.store.get_task_row(t.task_id)
@@ -125,7 +125,7 @@ def test_a_task_completed_by_its_last_run_is_paused_refused_and_deleted(env):
     s = _scheduler(env)
     t = s.schedule("cheap-noop", {}, trigger=At(env.clock.now() + timedelta(seconds=3)),
                    task_id="once")
-    _run_to_the_end(env, s, t.task_id)
+    _run_to_the_end(env)
     with pytest.raises(InvalidStateError, match="completed"):
         s.pause(t.task_id)
     assert s.delete(t.task_id) == 1  # its run; then the task: the id is free again
