@@ -19,6 +19,7 @@ from dynacron.local.provision import (
     find_template,
     lane_workers,
     load_template,
+    resolve_if,
 )
 from helpers.cli import invoke
 
@@ -58,7 +59,7 @@ def test_each_lane_has_its_own_event_source_and_concurrency_parameter():
     assert set(workers) == {"default", *LANES}
     sources = event_sources(TEMPLATE).values()
     assert all(s["FunctionName"] == {"Ref": "WorkerFunction"} for s in sources)
-    refs = [s["ScalingConfig"]["MaximumConcurrency"]["Ref"] for s in sources]
+    refs = [resolve_if(TEMPLATE, s)["ScalingConfig"]["MaximumConcurrency"]["Ref"] for s in sources]
     assert len(set(refs)) == len(refs) == 3, refs
     params = TEMPLATE["Parameters"]
     for ref in refs:

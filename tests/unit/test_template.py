@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from dynacron.local.provision import event_sources
+from dynacron.local.provision import event_sources, resolve_if
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -318,7 +318,7 @@ def test_worker_consumes_the_work_queue_with_partial_batch_failures(tpl: dict[st
         batch = tpl["Parameters"][sqs["BatchSize"]["Ref"]]
         # beyond 10 messages SQS requires a batching window, which we keep at 0
         assert batch["Default"] == 10 and batch["MaxValue"] <= 10
-        concurrency = sqs["ScalingConfig"]["MaximumConcurrency"]
+        concurrency = resolve_if(tpl, sqs)["ScalingConfig"]["MaximumConcurrency"]
         assert isinstance(concurrency, dict) and "Ref" in concurrency
         param = tpl["Parameters"][concurrency["Ref"]]
         assert param["MinValue"] >= 2  # the SQS minimum

@@ -108,11 +108,54 @@ def lane_queue_ids(template: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+_NO_VALUE = {"Ref": "AWS::NoValue"}
+
+
 def _parameter(template: dict[str, Any], value: Any) -> Any:
     """A plain value, or the Default of the parameter a ``Ref`` names."""
     if isinstance(value, dict) and "Ref" in value:
         return template["Parameters"][value["Ref"]]["Default"]
     return value
+
+
+def condition(template: dict[str, Any], name: str, params: Mapping[str, Any] = {}) -> bool:
+    """The template's condition ``name`` with ``params`` (else each parameter's Default): the
+    ``Fn::Equals`` / ``Fn::Not`` / ``Fn::And`` / ``Fn::Or`` / ``Condition`` the template uses."""
+    return bool(_evaluate(template, template["Conditions"][name], params))
+
+
+def _evaluate(template: dict[str, Any], node: Any, params: Mapping[str, Any]) -> Any:
+    if not isinstance(node, dict) or len(node) != 1:
+        return node
+    ((key, arg),) = node.items()
+    if key == "Ref" and arg in template.get("Parameters", {}):
+        return params.get(arg, template["Parameters"][arg].get("Default"))
+    if key == "Condition":
+        return condition(template, arg, params)
+    if key == "Fn::Equals":  # CloudFormation compares the strings the values resolve to
+        left, right = (str(_evaluate(template, a, params)) for a in arg)
+        return left == right
+    if key == "Fn::Not":
+        return not _evaluate(template, arg[0], params)
+    if key == "Fn::And":
+        return all(_evaluate(template, a, params) for a in arg)
+    if key == "Fn::Or":
+        return any(_evaluate(template, a, params) for a in arg)
+    return node
+
+
+def resolve_if(template: dict[str, Any], props: Any, params: Mapping[str, Any] = {}) -> Any:
+    """``props`` with every ``Fn::If`` replaced by its chosen branch and ``AWS::NoValue``
+    properties dropped, as CloudFormation would deploy them with ``params``."""
+    if isinstance(props, list):
+        return [resolve_if(template, v, params) for v in props if v != _NO_VALUE]
+    if not isinstance(props, dict):
+        return props
+    if set(props) == {"Fn::If"}:
+        name, yes, no = props["Fn::If"]
+        return resolve_if(template, yes if condition(template, name, params) else no, params)
+    out = {k: resolve_if(template, v, params) for k, v in props.items()}
+    return {k: v for k, v in out.items() if v != _NO_VALUE}
 
 
 def event_sources(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -131,7 +174,7 @@ def lane_workers(template: dict[str, Any]) -> list[LaneWorker]:
     out = []
     for props in event_sources(template).values():
         queue_id = props["EventSourceArn"]["Fn::GetAtt"][0]
-        scaling = props.get("ScalingConfig", {})
+        scaling = resolve_if(template, props).get("ScalingConfig", {})  # none: provisioned mode
         out.append(
             LaneWorker(
                 lane=by_queue.get(queue_id, queue_id),
