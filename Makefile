@@ -90,7 +90,8 @@ bench: install build
 # The burst benchmark alone (ministack; B runs due at one second + 50 canaries); `make bench`
 # runs it at 20k/50k/100k (BURST_SIZES overrides, e.g. 20000 on a busy machine), then
 # bench.simulate calibrated by it. bench-crash / bench-scaling: crash recovery, 1/2/4 pollers.
-.PHONY: bench-burst bench-crash bench-scaling
+# bench-simulate: the model again from the burst runs in latest.json + the worker's CPU now.
+.PHONY: bench-burst bench-crash bench-scaling bench-simulate
 BURST_SIZES ?= 20000,50000,100000
 bench-burst: install
 	$(BIN)/python -m bench.burst --sizes $(BURST_SIZES)
@@ -98,6 +99,8 @@ bench-crash: install
 	$(BIN)/python -m bench.crash
 bench-scaling: install
 	$(BIN)/python -m bench.scaling
+bench-simulate: install
+	$(BIN)/python -m bench.run --only simulate --merge
 
 clean:
 	rm -rf $(VENV) $(TOOLS) $(MINI) .aws-sam build *.egg-info functions/*.egg-info

@@ -30,7 +30,7 @@ FULL = {
     "light_span_s": 20.0,
     "lanes_bulk": 2000, "lanes_critical": 50, "lanes_span_s": 60.0,
     "burst_sizes": [20000, 50000, 100000], "burst_drain_s": 60.0,
-    "crash_trials": 4, "crash_runs": 5, "scaling_runs": 3000,
+    "crash_trials": 4, "crash_runs": 5, "scaling_runs": 3000, "worker_cpu_runs": 2000,
 }
 QUICK = {
     "import_repeats": 3,
@@ -41,7 +41,7 @@ QUICK = {
     "light_span_s": 0.0,
     "lanes_bulk": 200, "lanes_critical": 10, "lanes_span_s": 10.0,
     "burst_sizes": [500, 2000], "burst_drain_s": 15.0,
-    "crash_trials": 1, "crash_runs": 3, "scaling_runs": 500,
+    "crash_trials": 1, "crash_runs": 3, "scaling_runs": 500, "worker_cpu_runs": 300,
 }
 TARGETS = {
     "lateness_p50_ms": ("<=", 100),
@@ -277,13 +277,32 @@ def burst_and_model(cfg: dict[str, Any], fig: dict[str, Any]) -> dict[str, Any]:
     sizes = [int(b) for b in os.environ.get("BURST_SIZES", "").split(",") if b] \
         or cfg["burst_sizes"]
     out = burst.run(sizes, "ministack", drain_s=cfg["burst_drain_s"])
-    out.update(simulate_from(out, fig))
+    out.update(worker_cpu(cfg))
+    out.update(simulate_from(out, {**fig, **out}))
     return out
+
+
+def worker_cpu(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The worker's own CPU per run (bench.workercpu), the model's worker calibration."""
+    from . import workercpu
+
+    return workercpu.run(cfg["worker_cpu_runs"])
+
+
+def model_only(cfg: dict[str, Any]) -> dict[str, Any]:
+    """``--only simulate``: the model again, calibrated by the burst runs stored in
+    latest.json (the poller side) and a worker CPU measurement taken now."""
+    stored = _latest()
+    if not stored.get("burst_runs"):
+        raise RuntimeError("no burst runs in latest.json: run --only burst first")
+    cpu = worker_cpu(cfg)
+    return {**cpu, **simulate_from(stored, {**stored, **cpu})}
 
 
 def simulate_from(burst_fig: dict[str, Any], fig: dict[str, Any]) -> dict[str, Any]:
     """bench.simulate calibrated by the burst runs: CPU per claim (poller and backend) and the
-    request latency, medians over the B values; a worker invocation from the cost figure."""
+    request latency, medians over the B values; the worker's CPU per run (bench.workercpu)
+    and its import time (the cold start figure)."""
     from . import simulate
 
     runs = burst_fig["burst_runs"]
@@ -292,12 +311,11 @@ def simulate_from(burst_fig: dict[str, Any], fig: dict[str, Any]) -> dict[str, A
         values = sorted(r[key] for r in runs if r.get(key) is not None)
         return values[len(values) // 2]
 
-    worker_ms = fig.get("worker_invocation_ms_local") or _latest().get(
-        "worker_invocation_ms_local", 170.0)
     cal = {"claim_cpu_s": median("poller_cpu_s_per_1000_claims") / 1000,
            "server_cpu_s": median("server_cpu_s_per_1000_claims") / 1000,
            "request_s": median("request_s"), "cores": float(os.cpu_count() or 1),
-           "batch_s": worker_ms / 1000}
+           "worker_cpu_s": fig["worker_cpu_s_per_run"],
+           "init_s": (fig.get("import_ms_worker") or _latest().get("import_ms_worker", 0)) / 1000}
     # validation at the smallest and the largest B measured (the issue: 20k and 100k)
     points = {r["b"]: (r["sent"], r["dispatch_makespan_s"]) for r in (runs[0], runs[-1])}
     return simulate.run(cal, points, {**_latest(), **fig})
@@ -342,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
     parser.add_argument("--only", help="comma-separated: coldstart,cost,dispatch,ministack,"
-                        "lateness,lanes,burst,crash,scaling (default: all)")
+                        "lateness,lanes,burst,crash,scaling,simulate (default: all but "
+                        "simulate, which burst includes)")
     parser.add_argument("--merge", action="store_true", help="with --only: merge the figures "
                         "into latest.json (keeping the others) instead of writing partial.json")
     args = parser.parse_args(argv)
@@ -377,6 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     if "burst" in wanted:
         _figure("burst on ministack + simulate (issue 12)", fig, errors,
                 lambda: burst_and_model(cfg, fig))
+    if "simulate" in wanted and "burst" not in wanted:
+        _figure("simulate from the stored burst runs (issue 12)", fig, errors,
+                lambda: model_only(cfg))
     if "crash" in wanted:
         _figure("crash recovery on ministack (issue 12)", fig, errors, lambda: crash(cfg))
     if "scaling" in wanted:

@@ -14,12 +14,21 @@ What it models, and from where each number comes (AWS figures are cited in READM
   1,000 WCU/s / ``gsi_wcu_per_claim``.
 - **look-ahead**: a burst beyond the window is claimed up to 900 s ahead (SQS DelaySeconds
   maximum): sent before its due time, it becomes visible when due; sent late, at once.
-- **workers** (SQS event source, on-demand mode): starts at 5 concurrent batches and adds up to
-  300 per minute, up to ``max_concurrency`` (≤ 1,000 per event source) and the account's
-  concurrency (1,000 by default, less the pollers). A batch holds 10 messages; an invocation
-  takes ``batch_s`` (the worker's local invocation time, scaled by vCPU share); its runs start
-  when it starts. In-flight messages are capped at 120,000 (never binding below 12,000
-  concurrency).
+- **workers**: the SQS event source in one of its two modes. *On demand*: starts with 5
+  concurrent batches and adds up to 300 per minute, at most ``max_concurrency``
+  (``MaximumConcurrency`` ≤ 1,000) or 1,250 without it. *Provisioned* (``min_pollers`` > 0):
+  the pollers kept warm take up to 10 concurrent invocations each (AWS: up to 20,000 concurrency
+  at the 2,000-poller maximum), add up to 1,000 concurrent executions per minute, at most
+  ``max_pollers`` x 10. Then the function itself: Lambda adds at most 1,000 execution
+  environments per 10 s to a function, beyond the ``provisioned_concurrency`` kept initialised;
+  a new environment pays the worker's init (``init_s``, its measured import time) before its
+  first batch; and the account's concurrency (``account_concurrency``, 1,000 by default, less
+  the pollers) caps everything. ``queues`` work queues (each its own event source) multiply the
+  event source's limits, not the function's. A batch holds 10 messages; its runs start when it
+  starts; an invocation lasts ``batch_s``. On AWS that is 10 x the worker's CPU per run
+  (*measured in the same run*, against a backend in another process: ``bench.workercpu``) / its
+  vCPU share + the record's requests in sequence x ``request_s``. In-flight messages are capped
+  at 120,000 per queue (never binding below 12,000 concurrency).
 
 It predicts start lateness (start - due) p50/p99 for ``runs`` runs due at one second. The same
 model with the local configuration (one poller process polling back to back, 8 threads, one
@@ -37,10 +46,16 @@ from dataclasses import dataclass
 from typing import Any
 
 LAMBDA_MB_PER_VCPU = 1769
-ESM_START_CONCURRENCY = 5
-ESM_STEP_PER_MIN = 300
-ESM_MAX = 1000
-ACCOUNT_CONCURRENCY = 1000
+ESM_START_CONCURRENCY = 5  # on-demand: first concurrent batches [4]
+ESM_STEP_PER_MIN = 300  # on-demand: added per minute [4]
+ESM_MAX = 1250  # on-demand, without MaximumConcurrency [4]
+POLLER_INVOCATIONS = 10  # provisioned: 20,000 concurrency at 2,000 pollers [12]
+PROVISIONED_STEP_PER_MIN = 1000  # provisioned: added per minute [12]
+PROVISIONED_MAX = 20_000  # [12]
+FUNCTION_STEP = 1000  # execution environments a function may add ... [F1]
+FUNCTION_STEP_S = 10.0  # ... every 10 seconds [F1]
+ACCOUNT_CONCURRENCY = 1000  # default quota [5]
+WORKER_REQUESTS = 3  # a record's requests in sequence: BatchGetItem run+task, start, finish
 PARTITION_WCU_PER_S = 1000
 MAX_DELAY_S = 900
 IN_FLIGHT_MAX = 120_000
@@ -59,8 +74,13 @@ class Config:
     concurrency: int = 8  # claim threads per invocation
     vcpu: float | None = None  # None: Lambda's memory / 1,769 MB (capped at 1 interpreter)
     worker_mb: int = 512
-    max_concurrency: int = 10  # the event source's MaximumConcurrency
-    ramp: bool = True  # on-demand event source scaling (False: fixed local workers)
+    max_concurrency: int | None = 10  # MaximumConcurrency (None: unset, on-demand's 1,250)
+    ramp: bool = True  # event source and function scaling (False: fixed local workers)
+    min_pollers: int = 0  # provisioned mode's MinimumPollers (0: on-demand mode)
+    max_pollers: int = 200
+    provisioned_concurrency: int = 0  # worker environments kept initialised
+    account_concurrency: int = ACCOUNT_CONCURRENCY
+    queues: int = 1  # work queues the burst is spread over, one event source each
     lead_s: float = 900.0  # the burst exists this long before it falls due
     gsi_wcu_per_claim: float = 2.0  # the claim moves the run in the due index: delete + put
 
@@ -70,6 +90,14 @@ class Calibration:
     claim_cpu_s: float  # poller CPU per claim, on one local core
     request_s: float  # one DynamoDB/SQS round trip
     batch_s: float  # one worker invocation of 10 runs, on one local core
+    init_s: float = 0.0  # a new worker environment's init (import), on one local core
+
+
+def aws_batch_s(worker_cpu_s: float, request_s: float, handler_s: float = 0.0) -> float:
+    """One invocation of 10 runs on one vCPU: the worker's CPU for each run (records run on
+    threads of one interpreter, so their CPU adds up) + one record's requests in sequence (the
+    records' round trips overlap) + the handler."""
+    return CHUNK * worker_cpu_s + WORKER_REQUESTS * request_s + handler_s
 
 
 def vcpu_of(cfg: Config) -> float:
@@ -107,37 +135,68 @@ def _send_times(cfg: Config, cal: Calibration, runs: int) -> list[float]:
     return out
 
 
+def event_source_limit(cfg: Config, since_s: float) -> int:
+    """Concurrent invocations the event sources allow ``since_s`` after messages appeared."""
+    if not cfg.ramp:
+        return cfg.max_concurrency or ESM_MAX
+    if cfg.min_pollers:
+        cap = min(cfg.max_pollers * POLLER_INVOCATIONS, PROVISIONED_MAX)
+        now = cfg.min_pollers * POLLER_INVOCATIONS + PROVISIONED_STEP_PER_MIN * since_s / 60
+    else:
+        cap = min(cfg.max_concurrency or ESM_MAX, ESM_MAX)
+        now = ESM_START_CONCURRENCY + ESM_STEP_PER_MIN * since_s / 60
+    return cfg.queues * int(min(cap, now))
+
+
+def function_limit(cfg: Config, since_s: float) -> int:
+    """Concurrent executions of the worker function: its initialised environments + Lambda's
+    scaling rate, under the account's concurrency less the pollers."""
+    account = cfg.account_concurrency - cfg.fanout
+    if not cfg.ramp:
+        return account
+    grown = FUNCTION_STEP * (1 + math.floor(since_s / FUNCTION_STEP_S))
+    return min(account, cfg.provisioned_concurrency + grown)
+
+
+def _next_change(cfg: Config, since_s: float) -> float:
+    """The next moment (since messages appeared) either limit may rise."""
+    step = PROVISIONED_STEP_PER_MIN if cfg.min_pollers else ESM_STEP_PER_MIN
+    esm = since_s + 60.0 / step
+    fn = FUNCTION_STEP_S * (math.floor(since_s / FUNCTION_STEP_S) + 1)
+    return min(esm, fn)
+
+
 def simulate(cfg: Config, cal: Calibration, runs: int) -> dict[str, Any]:
     """Start lateness of ``runs`` runs due at t = 0 under ``cfg``."""
     sends = _send_times(cfg, cal, runs)
     visible = [max(0.0, s) for s in sends]  # DelaySeconds holds early ones until due
     vcpu_w = min(1.0, cfg.worker_mb / LAMBDA_MB_PER_VCPU) if cfg.ramp else 1.0
-    batch_s = cal.batch_s / vcpu_w
-    limit = min(cfg.max_concurrency, ESM_MAX, ACCOUNT_CONCURRENCY - cfg.fanout,
-                IN_FLIGHT_MAX // CHUNK)
-    # events: (time, kind, payload); a free slot takes the next visible chunk
+    batch_s, init_s = cal.batch_s / vcpu_w, cal.init_s / vcpu_w
+    in_flight = cfg.queues * IN_FLIGHT_MAX // CHUNK
     busy: list[float] = []  # end times of running invocations (a heap)
     starts: list[float] = []
+    environments = cfg.provisioned_concurrency if cfg.ramp else 10**9
+    peak = 0
     i, t = 0, visible[0]
-    ramp_t0 = visible[0]  # the event source starts scaling when messages appear
+    t0 = visible[0]  # the event source starts scaling when messages appear
     while i < len(visible):
         while busy and busy[0] <= t:
             heapq.heappop(busy)
-        allowed = limit
-        if cfg.ramp:
-            allowed = min(limit, ESM_START_CONCURRENCY
-                          + int(ESM_STEP_PER_MIN * (t - ramp_t0) / 60.0))
+        allowed = min(event_source_limit(cfg, t - t0), function_limit(cfg, t - t0), in_flight)
         if visible[i] <= t and len(busy) < allowed:
-            starts.append(t)
-            heapq.heappush(busy, t + batch_s)
+            cold = len(busy) >= environments  # no idle environment: a new one, with its init
+            environments += cold
+            starts.append(t + (init_s if cold else 0.0))
+            heapq.heappush(busy, t + batch_s + (init_s if cold else 0.0))
+            peak = max(peak, len(busy))
             i += 1
             continue
         # advance to the next moment something can change
         nxt = [visible[i]] if visible[i] > t else []
         if busy:
             nxt.append(busy[0])
-        if cfg.ramp and allowed < limit:
-            nxt.append(ramp_t0 + 60.0 * (allowed - ESM_START_CONCURRENCY + 1) / ESM_STEP_PER_MIN)
+        if cfg.ramp:
+            nxt.append(t0 + _next_change(cfg, t - t0))
         t = max(t + 1e-6, min(nxt))
     lateness = sorted(starts)
     per_run = [s for s in lateness for _ in range(CHUNK)][:runs]
@@ -151,7 +210,8 @@ def simulate(cfg: Config, cal: Calibration, runs: int) -> dict[str, Any]:
         "p50_s": round(per_run[len(per_run) // 2], 1),
         "p99_s": round(per_run[min(len(per_run) - 1, int(0.99 * len(per_run)))], 1),
         "last_start_s": round(per_run[-1], 1),
-        "peak_concurrency": limit,
+        "peak_concurrency": peak,
+        "worker_batch_s": round(batch_s, 3),
     }
 
 
@@ -159,9 +219,25 @@ def simulate(cfg: Config, cal: Calibration, runs: int) -> dict[str, Any]:
 
 # ShardCount 8, PollerMemorySize 1,769, WorkerMemorySize 512, MaximumConcurrency 10, 1 poller
 DEFAULT = Config("template defaults", poller_mb=1769)
-BURST = Config("burst: 64 shards x 16 pollers (fan-out), 1,769 MB, MaximumConcurrency 1,000",
-               shards=64, fanout=16, poller_mb=1769, worker_mb=1769, max_concurrency=1000)
+# What the template offers for a known burst: poller fan-out, one-vCPU workers, the work
+# queue's event source in provisioned mode at its largest floor, and the account's concurrency
+# quota raised (a Service Quotas request) so that the function is not capped at 1,000.
+BURST = Config("burst: 64 shards x 16 pollers, workers 1,769 MB, MinimumPollers 200 / "
+               "MaximumPollers 2,000, account concurrency 5,000",
+               shards=64, fanout=16, poller_mb=1769, worker_mb=1769, max_concurrency=None,
+               min_pollers=200, max_pollers=2000, account_concurrency=5000)
 OTHERS = (
+    Config("on-demand burst: as burst, but MaximumConcurrency 1,000 (no provisioned mode, "
+           "account 1,000)", shards=64, fanout=16, poller_mb=1769, worker_mb=1769,
+           max_concurrency=1000),
+    Config("as burst + 2,000 worker environments kept initialised (provisioned concurrency)",
+           shards=64, fanout=16, poller_mb=1769, worker_mb=1769, max_concurrency=None,
+           min_pollers=200, max_pollers=2000, account_concurrency=5000,
+           provisioned_concurrency=2000),
+    Config("not in the template: 3 work queues in provisioned mode (MinimumPollers 200 each) + "
+           "6,000 provisioned concurrency, account 7,000", shards=64, fanout=16, poller_mb=1769,
+           worker_mb=1769, max_concurrency=None, min_pollers=200, max_pollers=2000,
+           account_concurrency=7000, provisioned_concurrency=6000, queues=3),
     Config("before: poller 512 MB, otherwise defaults", poller_mb=512),
     Config("no fan-out: 1 poller 1,769 MB, MaximumConcurrency 1,000", poller_mb=1769,
            worker_mb=1769, max_concurrency=1000),
@@ -204,12 +280,14 @@ def run(calibration: dict[str, float], measured: dict[int, tuple[int, float]],
         fig: dict[str, Any] | None = None, runs: int = 1_000_000) -> dict[str, Any]:
     """The sim_* figures. ``calibration`` (measured locally in the same run): claim_cpu_s,
     server_cpu_s (the backend's CPU per claim), request_s (a round trip before the load),
-    cores, batch_s (a worker invocation of 10 runs); ``measured``: B -> (runs the local
+    cores, worker_cpu_s (the worker's CPU per run, bench.workercpu), init_s (the worker's
+    import); ``measured``: B -> (runs the local
     burst's poller sent, seconds it took): the prediction is for the same count, so a poll cut
     short by the due time is compared for what it did send."""
     fig = fig or {}
     aws = Calibration(claim_cpu_s=calibration["claim_cpu_s"], request_s=AWS_REQUEST_S,
-                      batch_s=calibration["batch_s"])
+                      batch_s=aws_batch_s(calibration["worker_cpu_s"], AWS_REQUEST_S),
+                      init_s=calibration.get("init_s", 0.0))
     validation = {}
     for b, (sent, seen) in sorted(measured.items()):
         predicted = predict_local_makespan(sent, calibration)
@@ -229,7 +307,8 @@ def run(calibration: dict[str, float], measured: dict[int, tuple[int, float]],
         "sim_vs_measured_error": max((v["error"] for v in validation.values()), default=None),
         "sim_validation": validation,
         "sim_table": table,
-        "sim_calibration": {**calibration, "aws_request_s": AWS_REQUEST_S},
+        "sim_calibration": {**calibration, "aws_request_s": AWS_REQUEST_S,
+                            "aws_batch_s": round(aws.batch_s, 4)},
         # EventBridge Scheduler: 1M invocations at its default 1,000/s take 1,000 s
         "sim_eventbridge_scheduler_1m_s": 1_000_000 / 1000,
     }
