@@ -61,7 +61,7 @@ def queue_url_for_arn(arn: str, settings: Settings) -> str:
     """The queue URL of ``arn``: one of ours if its name matches, else the AWS URL form."""
     parts = arn.split(":")
     name = parts[-1]
-    for url in (settings.queue_url, *settings.lane_queues.values()):
+    for url in settings.all_queues:
         if url and url.rstrip("/").rsplit("/", 1)[-1] == name:
             return url
     if len(parts) >= 6:

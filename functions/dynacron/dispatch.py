@@ -490,7 +490,8 @@ class Dispatcher:
         claimed = self._throttle(claimed, report)
         by_queue: dict[str, list[_Claimed]] = {}
         for item in claimed:
-            by_queue.setdefault(self.settings.queue_for(item.row.lane), []).append(item)
+            url = self.settings.queue_for(item.row.lane, item.row.task_id)
+            by_queue.setdefault(url, []).append(item)
         for queue_url, items in by_queue.items():
             for i in range(0, len(items), SEND_BATCH):
                 self._send_batch(queue_url, items[i : i + SEND_BATCH], report)

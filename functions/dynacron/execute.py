@@ -311,7 +311,7 @@ class Executor:
             return self._finish(
                 run, RunStatus.EXPIRED, error="missed its deadline before it started"
             )
-        if not self._start(run, now, timeout, throttled_ms):
+        if not self._start(run, now, timeout, throttled_ms, queue_url):
             return Result(Outcome.ACK, "duplicate", "another delivery started this attempt")
         budget = max(0.001, min(timeout, time_left() - self.safety_margin_s))
         # The end of a task's last run ends the task: nothing writes that (Store.settle).
@@ -364,7 +364,14 @@ class Executor:
             self.clock.sleep(wait)
         return slot_ms
 
-    def _start(self, run: RunRow, now: datetime, timeout: float, throttled_ms: int = 0) -> bool:
+    def _start(
+        self,
+        run: RunRow,
+        now: datetime,
+        timeout: float,
+        throttled_ms: int = 0,
+        queue_url: str | None = None,
+    ) -> bool:
         now_ms = to_ms(now)
         starter = secrets.token_hex(8)
         lease_ms = self._running_lease_ms(timeout)
@@ -386,7 +393,9 @@ class Executor:
             limit=run.limit,
             throttled_ms=throttled_ms,
         )
-        self._log("info", "run started", run, lateness_ms=lateness_ms)
+        # the queue's name says which event source delivered it (WorkQueueCount > 1, lanes)
+        queue = (queue_url or "").rstrip("/").rsplit("/", 1)[-1]
+        self._log("info", "run started", run, lateness_ms=lateness_ms, queue=queue)
         return True
 
     def _lane_limit_metrics(self, run: RunRow, lateness_ms: int, throttled_ms: int) -> None:

@@ -140,9 +140,12 @@ class Scheduler(TaskEdits):
         GetQueueAttributes per Scheduler, never per fire; an AccessDenied on it is not taken as
         a wrong URL (a role may send without being allowed to read attributes).
         """
-        url = self.settings.lane_queues.get(lane) or self.settings.queue_url
-        if not url or url in self._queues_checked:
-            return
+        lanes = self.settings.lane_queues
+        for url in (lanes[lane],) if lane in lanes else self.settings.work_queues:
+            if url not in self._queues_checked:
+                self._check_one_queue(url)
+
+    def _check_one_queue(self, url: str) -> None:
         try:
             self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
         except Exception as exc:
@@ -150,9 +153,14 @@ class Scheduler(TaskEdits):
                 raise
             err = translate(exc)
             if isinstance(err, ConfigurationError):
-                raise ConfigurationError(
-                    f"DYNACRON_QUEUE_URL={url!r}: no such queue ({err})"
-                ) from exc
+                var = (
+                    "DYNACRON_QUEUE_URL"
+                    if url == self.settings.queue_url
+                    else "DYNACRON_WORK_QUEUE_URLS"
+                    if url in self.settings.work_queues
+                    else "DYNACRON_LANE_QUEUES"
+                )
+                raise ConfigurationError(f"{var} has {url!r}: no such queue ({err})") from exc
             if not (isinstance(err, BackendError) and "AccessDenied" in err.code):
                 raise err from exc
         self._queues_checked.add(url)

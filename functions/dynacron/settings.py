@@ -7,6 +7,7 @@ variables on the Lambdas from its parameters.
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -106,6 +107,9 @@ class Settings:
     poller_fanout: int = 1
     handlers: tuple[str, ...] = ()
     lane_queues: Mapping[str, str] = field(default_factory=dict)
+    # More work queues for the default lane (WorkQueueCount > 1): each has its own event
+    # source, so a burst spread over them gets each one's concurrency (README "Bursts").
+    work_queue_urls: tuple[str, ...] = ()
     # Targets (targets.py, safehttp.py): what the worker may call, and how HTTP is fenced.
     allowed_targets: tuple[str, ...] = ()
     http_allow_loopback: bool = False
@@ -173,6 +177,7 @@ class Settings:
                 m.strip() for m in env.get("DYNACRON_HANDLERS", "").split(",") if m.strip()
             ),
             lane_queues=_lanes(env.get("DYNACRON_LANE_QUEUES")),
+            work_queue_urls=_items(env.get("DYNACRON_WORK_QUEUE_URLS")),
             **_target_settings(env),
         )
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
@@ -187,9 +192,23 @@ class Settings:
         """Every lane a run may use: ``default`` (the work queue) and the lane queues."""
         return tuple(sorted({"default", *self.lane_queues}))
 
-    def queue_for(self, lane: str) -> str:
-        """The queue URL a run of ``lane`` is sent to (runs carry their lane; see DESIGN)."""
-        url = self.lane_queues.get(lane) or self.queue_url
-        if not url:
+    @property
+    def work_queues(self) -> tuple[str, ...]:
+        """The default lane's queues: the work queue, then ``work_queue_urls``."""
+        return tuple(u for u in dict.fromkeys((self.queue_url, *self.work_queue_urls)) if u)
+
+    @property
+    def all_queues(self) -> tuple[str, ...]:
+        """Every queue the worker consumes: the default lane's and the lane queues."""
+        return tuple(dict.fromkeys((*self.work_queues, *self.lane_queues.values())))
+
+    def queue_for(self, lane: str, task_id: str = "") -> str:
+        """The queue URL a run of ``lane`` is sent to (runs carry their lane; see DESIGN). A
+        default-lane run with several work queues goes to the one its task id hashes to, so a
+        task's runs always take the same queue and a burst of many tasks spreads evenly."""
+        if lane in self.lane_queues:
+            return self.lane_queues[lane]
+        queues = self.work_queues
+        if not queues:
             raise ConfigurationError("no queue: set DYNACRON_QUEUE_URL or pass queue_url=")
-        return url
+        return queues[zlib.crc32(task_id.encode()) % len(queues)]

@@ -148,7 +148,7 @@ def collect(
     candidates = [r for r in rows if r.status in _NOT_STARTED and r.scheduled_for <= cutoff]
     candidates += [r for r in reader.overdue(cutoff) if r.status in _NOT_STARTED]
     oldest = min(candidates, key=lambda r: (r.scheduled_for, r.task_id), default=None)
-    work = [settings.queue_url, *settings.lane_queues.values()]
+    work = list(settings.all_queues)
     queue_depth = reader.depth(
         work,
         [

@@ -252,8 +252,7 @@ class TestEnv:
             return visible  # the worker dead-letters it when it comes
 
     def _queue_urls(self) -> list[str]:
-        urls = [self.settings.queue_url, *self.settings.lane_queues.values()]
-        return [u for u in dict.fromkeys(urls) if u]
+        return list(self.settings.all_queues)
 
     def _next_ready(self) -> _Held | None:
         if not self._held:

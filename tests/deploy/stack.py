@@ -276,17 +276,19 @@ def grant_send_message_batch(stack: Stack) -> None:
     finally:
         iam.delete_role_policy(RoleName=role, PolicyName="probe")
         sqs.delete_queue(QueueUrl=probe_url)
+    # the default lane's other queues (WorkQueueCount > 1) are sent to like WorkQueue
+    extra = [u for u in stack.outputs.get("WorkQueueUrls", "").split(",") if u]
     arns = [
-        sqs.get_queue_attributes(QueueUrl=stack.outputs[key], AttributeNames=["QueueArn"])[
-            "Attributes"
-        ]["QueueArn"]
-        for key in ("QueueUrl", "DeadLetterQueueUrl")
+        sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        for url in (stack.outputs["QueueUrl"], stack.outputs["DeadLetterQueueUrl"], *extra)
     ]
     _put_policy(iam, role, "ministack-send-message-batch", ["sqs:SendMessageBatch"], arns)
     # The same gap for the worker's ChangeMessageVisibilityBatch (authorized by AWS with
     # sqs:ChangeMessageVisibility, which the template grants): ministack maps no batch action.
     worker_role = stack.role_name("WorkerFunction")
-    lanes = [stack.outputs["QueueUrl"], *stack.outputs["LaneQueueUrls"].split(",")]
+    lanes = [stack.outputs["QueueUrl"], *stack.outputs["LaneQueueUrls"].split(","), *extra]
     lane_arns = [
         sqs.get_queue_attributes(QueueUrl=url.partition("=")[2] or url,
                                  AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]

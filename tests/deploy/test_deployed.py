@@ -38,6 +38,7 @@ from stack import (
 )
 
 from dynacron import At, Every, RetryPolicy, Run, Scheduler
+from dynacron.settings import Settings
 from dynacron.targets import KEY_ATTRIBUTE, Sqs
 
 pytestmark = pytest.mark.deploy
@@ -46,6 +47,7 @@ AHEAD = timedelta(seconds=75)  # > the 60 s poll period: only the deployed polle
 CLI = Path(sys.executable).with_name("dynacron")  # the console script pip installed
 FINISHED = {"succeeded", "dead", "skipped", "expired"}
 FANOUT = 2  # the template's default ShardCount 8: groups 0-3 and 4-7
+WORK_QUEUES = 2  # WorkQueueCount: the default lane's runs spread over WorkQueue and WorkQueue2
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +80,11 @@ def queue_arn(emulator: Emulator, url: str) -> str:
 @pytest.fixture(scope="module")
 def stack(emulator: Emulator, target_queues: TargetQueues) -> Iterator[Stack]:
     allowed = queue_arn(emulator, target_queues.allowed)
-    # PollerFanout=2: every tick below fans out (README "Fan-out"), under the roles' own grants.
+    # PollerFanout=2: every tick below fans out (README "Fan-out"), under the roles' own grants;
+    # WorkQueueCount=2 and provisioned concurrency on the worker's alias: the burst parameters.
     deployed = deploy(emulator, "dynacron-it", BUILT_TEMPLATE, f"TargetQueueArns={allowed}",
-                      f"PollerFanout={FANOUT}")
+                      f"PollerFanout={FANOUT}", f"WorkQueueCount={WORK_QUEUES}",
+                      "WorkerProvisionedConcurrency=2")
     fix_event_source_concurrency(deployed, 10)
     grant_send_message_batch(deployed)
     with pytest.MonkeyPatch.context() as mp:
@@ -130,9 +134,16 @@ def finished_runs(s: Scheduler, task_id: str, count: int) -> list[Run] | None:
 @pytest.fixture(scope="module")
 def workload(stack: Stack, target_queues: TargetQueues) -> Workload:
     s = scheduler(stack)
-    # Warm the worker (its first invocation is a cold start) through the SDK's short-notice path.
-    warm = s.schedule("send-email", {"to": "warm@example.com"}, trigger=At(datetime.now(UTC)))
-    wait_for("the warm-up run", lambda: finished_runs(s, warm.task_id, 1), 90)
+    # Warm the worker (its first invocation is a cold start) through the SDK's short-notice path,
+    # once through each work queue's event source (a task's runs take the queue its id picks).
+    settings = Settings.from_env(stack.settings_env())
+    ids = {settings.queue_for("default", f"warm-{i}"): f"warm-{i}" for i in range(50)}
+    assert len(ids) == WORK_QUEUES
+    for task_id in ids.values():
+        s.schedule("send-email", {"to": "warm@example.com"}, trigger=At(datetime.now(UTC)),
+                   task_id=task_id)
+    for task_id in ids.values():
+        wait_for(f"the warm-up run {task_id}", lambda t=task_id: finished_runs(s, t, 1), 90)
 
     base = (datetime.now(UTC) + AHEAD).replace(microsecond=0)
     cli("schedule", "send-email", "--payload", '{"to":"a@b.c"}', "--at", at_iso(base),
@@ -322,8 +333,11 @@ def test_a_permission_error_reaches_the_log_at_the_default_level(emulator: Emula
             and "AccessDenied" in str(e.get("aws_error_code"))
         ]
 
-    worker = wait_for("the worker logs its refused BatchGetItem", lambda: refused(
-        "worker", "BatchGetItem"), 90)
+    try:
+        worker = wait_for("the worker logs its refused BatchGetItem", lambda: refused(
+            "worker", "BatchGetItem"), 90)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{emulator.log_text()[-3000:]}") from None
     try:
         poller = wait_for("the poller logs its refused Query", lambda: refused("poller", "Query"),
                           90)
@@ -334,6 +348,19 @@ def test_a_permission_error_reaches_the_log_at_the_default_level(emulator: Emula
     assert "never-logged@example.com" not in everything
     assert poller[0]["step"] == "query"
     sam(emulator, "delete", "--stack-name", broken.name, "--no-prompts", "--region", "us-east-1")
+
+
+def test_the_default_lanes_runs_came_through_both_work_queues(
+    stack: Stack, workload: Workload
+) -> None:
+    """WorkQueueCount=2: the poller spread the workload's tasks over WorkQueue and WorkQueue2,
+    and each queue's event source invoked the worker (its alias) under the worker's role."""
+    urls = [stack.outputs["QueueUrl"], *stack.outputs["WorkQueueUrls"].split(",")]
+    names = {url.rstrip("/").rsplit("/", 1)[-1] for url in urls}
+    assert len(names) == WORK_QUEUES
+    lines = json_lines(stack.log_events("worker"))
+    by_queue = {e.get("queue") for e in lines if e.get("message") == "run started"}
+    assert names <= by_queue, (names, by_queue)
 
 
 # --- update and delete (last: they change the stack the tests above read) -----------------------
@@ -360,3 +387,4 @@ def test_sam_delete_removes_the_stack_and_its_table(emulator: Emulator, stack: S
              if s["StackStatus"] != "DELETE_COMPLETE"}
     assert stack.name not in names
     assert stack.outputs["TableName"] not in ddb.list_tables()["TableNames"]
+

@@ -20,10 +20,11 @@ from dynacron.local.provision import (
     lane_workers,
     load_template,
     resolve_if,
+    resolved,
 )
 from helpers.cli import invoke
 
-TEMPLATE = load_template(find_template())
+TEMPLATE = resolved(load_template(find_template()))  # as deployed with the defaults
 LANES = ("critical", "bulk")
 
 
@@ -58,7 +59,7 @@ def test_each_lane_has_its_own_event_source_and_concurrency_parameter():
     workers = {w.lane: w for w in lane_workers(TEMPLATE)}
     assert set(workers) == {"default", *LANES}
     sources = event_sources(TEMPLATE).values()
-    assert all(s["FunctionName"] == {"Ref": "WorkerFunction"} for s in sources)
+    assert all(s["FunctionName"] == {"Ref": "WorkerFunction.Alias"} for s in sources)
     refs = [resolve_if(TEMPLATE, s)["ScalingConfig"]["MaximumConcurrency"]["Ref"] for s in sources]
     assert len(set(refs)) == len(refs) == 3, refs
     params = TEMPLATE["Parameters"]

@@ -21,7 +21,10 @@ TEMPLATE = ROOT / "template.yaml"
 REQUIREMENTS = ROOT / "functions" / "requirements.txt"
 TYPES_PY = ROOT / "functions" / "dynacron" / "types.py"
 
-OWN_RESOURCES = {"TasksTable", "WorkQueue", "CriticalQueue", "BulkQueue", "DeadLetterQueue"}
+OWN_RESOURCES = {
+    "TasksTable", "WorkQueue", "WorkQueue2", "WorkQueue3", "CriticalQueue", "BulkQueue",
+    "DeadLetterQueue",
+}
 LOG_GROUPS = {"PollerFunction": "PollerLogGroup", "WorkerFunction": "WorkerLogGroup"}
 POLLER_HANDLER = "dynacron.handlers.poller.handler"
 WORKER_HANDLER = "dynacron.handlers.worker.handler"
@@ -61,7 +64,7 @@ def referenced_resources(node: Any) -> set[str]:
     for item in walk(node):
         if not isinstance(item, dict):
             continue
-        if "Ref" in item:
+        if "Ref" in item and not item["Ref"].startswith("AWS::"):  # not a pseudo parameter
             found.add(item["Ref"])
         if "Fn::GetAtt" in item:
             found.add(item["Fn::GetAtt"][0])
@@ -311,7 +314,8 @@ def test_worker_consumes_the_work_queue_with_partial_batch_failures(tpl: dict[st
     by_queue = {s["EventSourceArn"]["Fn::GetAtt"][0]: s for s in event_sources(tpl).values()}
     assert set(by_queue) == {"WorkQueue", "CriticalQueue", "BulkQueue"}
     for queue, sqs in by_queue.items():
-        assert sqs["FunctionName"] == {"Ref": "WorkerFunction"}
+        # the alias, where provisioned concurrency lives (WorkerProvisionedConcurrency)
+        assert sqs["FunctionName"] == {"Ref": "WorkerFunction.Alias"}
         assert sqs["EventSourceArn"] == {"Fn::GetAtt": [queue, "Arn"]}
         assert "ReportBatchItemFailures" in sqs["FunctionResponseTypes"]
         assert sqs["MaximumBatchingWindowInSeconds"] == 0
@@ -499,7 +503,8 @@ def test_outputs(tpl: dict[str, Any]) -> None:
     assert outputs["DeadLetterQueueUrl"]["Value"] == {"Ref": "DeadLetterQueue"}
     assert outputs["PollerFunctionArn"]["Value"] == {"Fn::GetAtt": ["PollerFunction", "Arn"]}
     assert outputs["WorkerFunctionArn"]["Value"] == {"Fn::GetAtt": ["WorkerFunction", "Arn"]}
-    line = outputs["ExportLine"]["Value"]["Fn::Sub"]
+    sub = outputs["ExportLine"]["Value"]["Fn::Sub"]
+    line = sub[0] if isinstance(sub, list) else sub
     for var, ref in (
         ("DYNACRON_TABLE", "TasksTable"),
         ("DYNACRON_QUEUE_URL", "WorkQueue"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,7 @@ def find_template() -> Path:
 
 LANE_TAG = "dynacron:lane"
 DEFAULT_LANE = "default"
+EXTRA_WORK_QUEUE = re.compile(r"^WorkQueue[2-9]$")  # WorkQueueCount > 1: more default queues
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,10 @@ class Resources:
     dlq_url: str
     #: lane -> queue URL for every lane queue (WorkQueue, the default lane, is ``queue_url``).
     lane_queues: Mapping[str, str] = field(default_factory=dict)
+    #: the default lane's other queues (WorkQueue2, ...), when the template creates them
+    work_queues: tuple[str, ...] = ()
+    #: template logical id -> URL of every queue created
+    queue_urls: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -144,11 +150,27 @@ def _evaluate(template: dict[str, Any], node: Any, params: Mapping[str, Any]) ->
     return node
 
 
+def resolved(template: dict[str, Any], params: Mapping[str, Any] = {}) -> dict[str, Any]:
+    """The template as CloudFormation would deploy it with ``params`` (else the defaults):
+    resources and outputs whose ``Condition`` is false dropped, every ``Fn::If`` chosen."""
+    out = dict(template)
+    for section in ("Resources", "Outputs"):
+        out[section] = {
+            name: resolve_if(template, body, params)
+            for name, body in template.get(section, {}).items()
+            if "Condition" not in body or condition(template, body["Condition"], params)
+        }
+    if "Globals" in template:
+        out["Globals"] = resolve_if(template, template["Globals"], params)
+    return out
+
+
 def resolve_if(template: dict[str, Any], props: Any, params: Mapping[str, Any] = {}) -> Any:
     """``props`` with every ``Fn::If`` replaced by its chosen branch and ``AWS::NoValue``
     properties dropped, as CloudFormation would deploy them with ``params``."""
     if isinstance(props, list):
-        return [resolve_if(template, v, params) for v in props if v != _NO_VALUE]
+        items = (resolve_if(template, v, params) for v in props)
+        return [v for v in items if v != _NO_VALUE]
     if not isinstance(props, dict):
         return props
     if set(props) == {"Fn::If"}:
@@ -171,6 +193,8 @@ def event_sources(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def lane_workers(template: dict[str, Any]) -> list[LaneWorker]:
     """One entry per lane queue that the worker function consumes (its event source mappings)."""
     by_queue = {queue: lane for lane, queue in lane_queue_ids(template).items()}
+    queues = _resources_of(template, "AWS::SQS::Queue")
+    by_queue.update({q: DEFAULT_LANE for q in queues if EXTRA_WORK_QUEUE.match(q)})
     out = []
     for props in event_sources(template).values():
         queue_id = props["EventSourceArn"]["Fn::GetAtt"][0]
@@ -186,20 +210,29 @@ def lane_workers(template: dict[str, Any]) -> list[LaneWorker]:
     return out
 
 
-def _resources_of(template: dict[str, Any], cfn_type: str) -> dict[str, dict[str, Any]]:
+def _resources_of(
+    template: dict[str, Any], cfn_type: str, params: Mapping[str, Any] = {}
+) -> dict[str, dict[str, Any]]:
+    """The template's resources of ``cfn_type`` that ``params`` (else the defaults) create."""
     return {
         name: res.get("Properties", {})
         for name, res in template.get("Resources", {}).items()
         if res.get("Type") == cfn_type
+        and ("Condition" not in res or condition(template, res["Condition"], params))
     }
 
 
 def provision(
-    dynamodb: Any, sqs: Any, template: dict[str, Any], prefix: str = "dynacron"
+    dynamodb: Any,
+    sqs: Any,
+    template: dict[str, Any],
+    prefix: str = "dynacron",
+    params: Mapping[str, Any] = {},
 ) -> Resources:
-    """Create the template's table and queues (idempotent) and return their names/URLs."""
-    tables = _resources_of(template, "AWS::DynamoDB::Table")
-    queues = _resources_of(template, "AWS::SQS::Queue")
+    """Create the template's table and queues (idempotent) and return their names/URLs;
+    ``params`` overrides parameter defaults where they decide which queues exist."""
+    tables = _resources_of(template, "AWS::DynamoDB::Table", params)
+    queues = _resources_of(template, "AWS::SQS::Queue", params)
     if len(tables) != 1 or "WorkQueue" not in queues or "DeadLetterQueue" not in queues:
         raise ValueError("template.yaml must declare one table, WorkQueue and DeadLetterQueue")
     ((table_id, table_props),) = tables.items()
@@ -219,7 +252,8 @@ def provision(
         for lane, queue_id in lane_queue_ids(template).items()
         if lane != DEFAULT_LANE
     }
-    return Resources(table_name, urls["WorkQueue"], urls["DeadLetterQueue"], lanes)
+    extra = tuple(urls[q] for q in sorted(urls) if EXTRA_WORK_QUEUE.match(q))
+    return Resources(table_name, urls["WorkQueue"], urls["DeadLetterQueue"], lanes, extra, urls)
 
 
 def _plain(value: Any) -> bool:

@@ -238,6 +238,7 @@ class LocalRuntime:
         self.server: Any = None
         self.settings: Settings | None = None
         self.queue_arn = ""
+        self.queue_urls: dict[str, str] = {}  # template logical id -> URL
         self.visibility_timeout = 5400
         self._stop_poll = threading.Event()
         self._stop_recv = threading.Event()
@@ -279,11 +280,13 @@ class LocalRuntime:
         self.dynamodb = boto3.client("dynamodb", **client_kwargs(boot))
         self.sqs = sqs_client(boot)
         res = provision(self.dynamodb, self.sqs, template, prefix="dynacron")
+        self.queue_urls = dict(res.queue_urls)
         self.settings = Settings(
             table_name=res.table_name,
             queue_url=res.queue_url,
             dlq_url=res.dlq_url,
             lane_queues=dict(res.lane_queues),
+            work_queue_urls=res.work_queues,
             endpoint_url=endpoint,
             region=boot.region,
             shards=self.shards or Settings.shards,
@@ -345,7 +348,7 @@ class LocalRuntime:
 
     def _lane_loop(self, worker: Any) -> LaneLoop:
         assert self.settings is not None
-        url = self.settings.queue_for(worker.lane)
+        url = self.queue_urls[worker.queue_id]
         concurrency = self.workers if worker.lane == "default" else worker.concurrency
         batch_size = worker.batch_size
         concurrency, batch_size = self.lane_overrides.get(worker.lane, (concurrency, batch_size))
@@ -394,6 +397,8 @@ class LocalRuntime:
         }
         if s.lane_queues:
             values["DYNACRON_LANE_QUEUES"] = ",".join(f"{k}={v}" for k, v in s.lane_queues.items())
+        if s.work_queue_urls:
+            values["DYNACRON_WORK_QUEUE_URLS"] = ",".join(s.work_queue_urls)
         if s.shards != Settings.shards:
             values["DYNACRON_SHARDS"] = str(s.shards)
         return "export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in values.items())
@@ -575,7 +580,7 @@ class LocalRuntime:
             try:
                 report.left_on_queue = sum(
                     self.queue_depth(url)
-                    for url in {self.settings.queue_url, *self.settings.lane_queues.values()}
+                    for url in self.settings.all_queues
                 )
             except Exception:  # a figure for the user only
                 report.left_on_queue = None
