@@ -276,6 +276,13 @@ def scenario(endpoint: str, kind: str, fires: int, ticks: int = 1, receive_max: 
     durations: list[float] = []
     batch_sizes: list[int] = []
     sent_total = 0
+    worker_wru = [0.0, 0.0]  # table + index, and index, write units of the worker's phase
+
+    def written() -> float:
+        return sum(meter_.wru.values()) + sum(meter_.gsi_wru.values())
+
+    def indexed() -> float:
+        return sum(meter_.gsi_wru.values())
 
     def drain(expected: int) -> None:
         got = 0
@@ -294,9 +301,11 @@ def scenario(endpoint: str, kind: str, fires: int, ticks: int = 1, receive_max: 
 
     if kind == "short_notice":
         clock.set(t0 + timedelta(seconds=30) + n_tasks * step + timedelta(seconds=1))
-        before = counter.snapshot()
+        before, wru0, gsi0 = counter.snapshot(), written(), indexed()
         drain(n_tasks)
         phases["worker"] = _diff(counter.snapshot(), before)
+        worker_wru[0] += written() - wru0
+        worker_wru[1] += indexed() - gsi0
         sent_total = n_tasks
     for k in range(ticks):
         tick = first_due - timedelta(seconds=60) + timedelta(seconds=60 * k)
@@ -306,9 +315,11 @@ def scenario(endpoint: str, kind: str, fires: int, ticks: int = 1, receive_max: 
         _add(phases, "poll", _diff(counter.snapshot(), before))
         sent_total += report.sent
         clock.set(tick + timedelta(seconds=60) + n_tasks * step + timedelta(seconds=1))
-        before = counter.snapshot()
+        before, wru0, gsi0 = counter.snapshot(), written(), indexed()
         drain(report.sent)
         _add(phases, "worker", _diff(counter.snapshot(), before))
+        worker_wru[0] += written() - wru0
+        worker_wru[1] += indexed() - gsi0
     rt._pool.shutdown()
 
     succeeded = _count_succeeded(boto_client("dynamodb", endpoint), settings.table_name)
@@ -337,6 +348,8 @@ def scenario(endpoint: str, kind: str, fires: int, ticks: int = 1, receive_max: 
         "wru_by_op_per_fire": {k: round((meter_.wru[k] + meter_.gsi_wru[k]) / f, 3)
                                for k in sorted(meter_.wru)},
         "rru_per_fire": round(sum(meter_.rru.values()) / f, 3),
+        "wru_worker_per_fire": round(worker_wru[0] / f, 3),
+        "wru_worker_gsi_per_fire": round(worker_wru[1] / f, 3),
         "run_item_bytes": round(sum(run_sizes) / max(1, len(run_sizes))),
         "task_item_bytes": round(sum(task_sizes) / max(1, len(task_sizes))),
         "stored_bytes_per_fire": round((sum(run_sizes) + (sum(task_sizes) if kind != "recurring"

@@ -29,6 +29,12 @@ What it models, and from where each number comes (AWS figures are cited in READM
   (*measured in the same run*, against a backend in another process: ``bench.workercpu``) / its
   vCPU share + the record's requests in sequence x ``request_s``. In-flight messages are capped
   at 120,000 per queue (never binding below 12,000 concurrency).
+- **the table**: a run's start and finish write ``worker_wru_per_run`` write units (*measured*
+  by the cost benchmark's worker phase), and batches start no faster than the table takes
+  them: ``table_wru_per_s``, 4,000 for a new on-demand table, more once it has scaled or been
+  pre-warmed (warm throughput), at most the per-table quota (40,000 by default, adjustable);
+  and the index part of them (``worker_gsi_wru_per_run``) no faster than ``shards`` partitions
+  of 1,000 write units a second take it.
 
 It predicts start lateness (start - due) p50/p99 for ``runs`` runs due at one second. The same
 model with the local configuration (one poller process polling back to back, 8 threads, one
@@ -55,6 +61,7 @@ PROVISIONED_MAX = 20_000  # [12]
 FUNCTION_STEP = 1000  # execution environments a function may add ... [F1]
 FUNCTION_STEP_S = 10.0  # ... every 10 seconds [F1]
 ACCOUNT_CONCURRENCY = 1000  # default quota [5]
+NEW_TABLE_WRU_PER_S = 4000  # what a new on-demand table sustains before it has scaled [13]
 WORKER_REQUESTS = 3  # a record's requests in sequence: BatchGetItem run+task, start, finish
 PARTITION_WCU_PER_S = 1000
 MAX_DELAY_S = 900
@@ -81,6 +88,9 @@ class Config:
     provisioned_concurrency: int = 0  # worker environments kept initialised
     account_concurrency: int = ACCOUNT_CONCURRENCY
     queues: int = 1  # work queues the burst is spread over, one event source each
+    # write units a second the table takes at once: a new on-demand table's 4,000, or its warm
+    # throughput (raised ahead of a burst: pre-warming, under the per-table quota) [13]
+    table_wru_per_s: float = NEW_TABLE_WRU_PER_S
     lead_s: float = 900.0  # the burst exists this long before it falls due
     gsi_wcu_per_claim: float = 2.0  # the claim moves the run in the due index: delete + put
 
@@ -91,6 +101,8 @@ class Calibration:
     request_s: float  # one DynamoDB/SQS round trip
     batch_s: float  # one worker invocation of 10 runs, on one local core
     init_s: float = 0.0  # a new worker environment's init (import), on one local core
+    worker_wru_per_run: float = 0.0  # table + index write units of a run's start and finish
+    worker_gsi_wru_per_run: float = 0.0  # of which the due index's (the finish removes the run)
 
 
 def aws_batch_s(worker_cpu_s: float, request_s: float, handler_s: float = 0.0) -> float:
@@ -119,6 +131,8 @@ def claim_rate(cfg: Config, cal: Calibration) -> float:
 def _send_times(cfg: Config, cal: Calibration, runs: int) -> list[float]:
     """When each chunk of 10 is sent (seconds relative to the due time, 0)."""
     rate = claim_rate(cfg, cal) * cfg.fanout
+    if cfg.ramp:  # a claim writes the run (1 unit) and moves its index item: the table's share
+        rate = min(rate, cfg.table_wru_per_s / (1 + cfg.gsi_wcu_per_claim))
     usable = cfg.poller_timeout_s - TIME_RESERVE_S
     start = -min(cfg.lead_s, MAX_DELAY_S)
     out: list[float] = []
@@ -177,13 +191,21 @@ def simulate(cfg: Config, cal: Calibration, runs: int) -> dict[str, Any]:
     starts: list[float] = []
     environments = cfg.provisioned_concurrency if cfg.ramp else 10**9
     peak = 0
+    # a batch's start and finish writes: batches start no faster than the table takes them
+    # and the due index: each shard is one partition, 1,000 write units a second [7]
+    write_gap = 0.0
+    if cfg.ramp:
+        write_gap = CHUNK * max(cal.worker_wru_per_run / cfg.table_wru_per_s,
+                                cal.worker_gsi_wru_per_run / (cfg.shards * PARTITION_WCU_PER_S))
+    writes_free = -math.inf
     i, t = 0, visible[0]
     t0 = visible[0]  # the event source starts scaling when messages appear
     while i < len(visible):
         while busy and busy[0] <= t:
             heapq.heappop(busy)
         allowed = min(event_source_limit(cfg, t - t0), function_limit(cfg, t - t0), in_flight)
-        if visible[i] <= t and len(busy) < allowed:
+        if visible[i] <= t and len(busy) < allowed and writes_free <= t:
+            writes_free = max(writes_free, t - 1.0) + write_gap  # up to 1 s of writes at once
             cold = len(busy) >= environments  # no idle environment: a new one, with its init
             environments += cold
             starts.append(t + (init_s if cold else 0.0))
@@ -193,6 +215,8 @@ def simulate(cfg: Config, cal: Calibration, runs: int) -> dict[str, Any]:
             continue
         # advance to the next moment something can change
         nxt = [visible[i]] if visible[i] > t else []
+        if writes_free > t:
+            nxt.append(writes_free)
         if busy:
             nxt.append(busy[0])
         if cfg.ramp:
@@ -219,25 +243,38 @@ def simulate(cfg: Config, cal: Calibration, runs: int) -> dict[str, Any]:
 
 # ShardCount 8, PollerMemorySize 1,769, WorkerMemorySize 512, MaximumConcurrency 10, 1 poller
 DEFAULT = Config("template defaults", poller_mb=1769)
-# What the template offers for a known burst: poller fan-out, one-vCPU workers, the work
-# queue's event source in provisioned mode at its largest floor, and the account's concurrency
-# quota raised (a Service Quotas request) so that the function is not capped at 1,000.
-BURST = Config("burst: 64 shards x 16 pollers, workers 1,769 MB, MinimumPollers 200 / "
-               "MaximumPollers 2,000, account concurrency 5,000",
-               shards=64, fanout=16, poller_mb=1769, worker_mb=1769, max_concurrency=None,
-               min_pollers=200, max_pollers=2000, account_concurrency=5000)
+# What the template offers for a known burst: poller fan-out, one-vCPU workers, three work
+# queues (WorkQueueCount) whose event sources are in provisioned mode at their largest floor,
+# worker environments kept initialised (WorkerProvisionedConcurrency), the account's
+# concurrency quota raised (a Service Quotas request) to hold them, and the table pre-warmed
+# (warm throughput) for the runs' start and finish writes, under a raised per-table quota.
+_FAST = {"shards": 512, "fanout": 64, "poller_mb": 1769, "worker_mb": 1769}
+_PROVISIONED = {"max_concurrency": None, "min_pollers": 200, "max_pollers": 2000}
+BURST = Config("burst: 512 shards x 64 pollers, workers 1,769 MB, WorkQueueCount 3 with "
+               "MinimumPollers 200 / MaximumPollers 2,000, WorkerProvisionedConcurrency 6,000, "
+               "account concurrency 7,000, table pre-warmed to 1,500,000 WRU/s", **_FAST,
+               **_PROVISIONED, queues=3, provisioned_concurrency=6000, account_concurrency=7000,
+               table_wru_per_s=1_500_000)
 OTHERS = (
-    Config("on-demand burst: as burst, but MaximumConcurrency 1,000 (no provisioned mode, "
-           "account 1,000)", shards=64, fanout=16, poller_mb=1769, worker_mb=1769,
-           max_concurrency=1000),
-    Config("as burst + 2,000 worker environments kept initialised (provisioned concurrency)",
-           shards=64, fanout=16, poller_mb=1769, worker_mb=1769, max_concurrency=None,
-           min_pollers=200, max_pollers=2000, account_concurrency=5000,
-           provisioned_concurrency=2000),
-    Config("not in the template: 3 work queues in provisioned mode (MinimumPollers 200 each) + "
-           "6,000 provisioned concurrency, account 7,000", shards=64, fanout=16, poller_mb=1769,
-           worker_mb=1769, max_concurrency=None, min_pollers=200, max_pollers=2000,
-           account_concurrency=7000, provisioned_concurrency=6000, queues=3),
+    Config("as burst, but 64 shards x 16 pollers: the due index's 64 partitions take the "
+           "finishes", **{**_FAST, "shards": 64, "fanout": 16}, **_PROVISIONED, queues=3,
+           provisioned_concurrency=6000, account_concurrency=7000, table_wru_per_s=1_500_000),
+    Config("as burst, table pre-warmed to the default per-table quota, 40,000 WRU/s", **_FAST,
+           **_PROVISIONED, queues=3, provisioned_concurrency=6000, account_concurrency=7000,
+           table_wru_per_s=40_000),
+    Config("as burst, table not pre-warmed (a new on-demand table: 4,000 WRU/s)", **_FAST,
+           **_PROVISIONED, queues=3, provisioned_concurrency=6000, account_concurrency=7000),
+    Config("as burst, without provisioned concurrency", **_FAST, **_PROVISIONED, queues=3,
+           account_concurrency=7000,
+           table_wru_per_s=1_500_000),
+    Config("as burst, one work queue, 2,000 provisioned concurrency, account 5,000", **_FAST,
+           **_PROVISIONED, provisioned_concurrency=2000, account_concurrency=5000,
+           table_wru_per_s=1_500_000),
+    Config("as burst, one work queue, no provisioned concurrency, account 5,000", **_FAST,
+           **_PROVISIONED, account_concurrency=5000,
+           table_wru_per_s=1_500_000),
+    Config("on-demand: 512 x 64 pollers, workers 1,769 MB, MaximumConcurrency 1,000, account "
+           "1,000", **_FAST, max_concurrency=1000),
     Config("before: poller 512 MB, otherwise defaults", poller_mb=512),
     Config("no fan-out: 1 poller 1,769 MB, MaximumConcurrency 1,000", poller_mb=1769,
            worker_mb=1769, max_concurrency=1000),
@@ -287,7 +324,9 @@ def run(calibration: dict[str, float], measured: dict[int, tuple[int, float]],
     fig = fig or {}
     aws = Calibration(claim_cpu_s=calibration["claim_cpu_s"], request_s=AWS_REQUEST_S,
                       batch_s=aws_batch_s(calibration["worker_cpu_s"], AWS_REQUEST_S),
-                      init_s=calibration.get("init_s", 0.0))
+                      init_s=calibration.get("init_s", 0.0),
+                      worker_wru_per_run=calibration.get("worker_wru_per_run", 0.0),
+                      worker_gsi_wru_per_run=calibration.get("worker_gsi_wru_per_run", 0.0))
     validation = {}
     for b, (sent, seen) in sorted(measured.items()):
         predicted = predict_local_makespan(sent, calibration)

@@ -87,3 +87,13 @@ def test_the_account_concurrency_less_the_pollers_caps_the_workers():
 def test_the_aws_batch_adds_the_records_cpu_and_one_records_requests():
     # 10 records x 20 ms on one interpreter + 3 requests in sequence x 8 ms
     assert round(aws_batch_s(0.020, 0.008), 3) == round(10 * 0.020 + 3 * 0.008, 3)
+
+
+def test_batches_start_no_faster_than_the_table_takes_their_writes():
+    # 1,000 WRU/s, 1 WRU per run: 100 batches of 10 a second, after the first second's 100;
+    # 1,000 batches: the last starts 9 s after the first
+    cal = Calibration(claim_cpu_s=0.004, request_s=0.008, batch_s=1.0, worker_wru_per_run=1.0)
+    res = simulate(_provisioned(provisioned_concurrency=5000, table_wru_per_s=1000), cal, 10_000)
+    assert 8.9 <= res["last_start_s"] <= 9.0, res
+    fast = simulate(_provisioned(provisioned_concurrency=5000, table_wru_per_s=1e9), cal, 10_000)
+    assert fast["last_start_s"] == 0.0  # 2,000 invocations at once hold all 1,000 batches
