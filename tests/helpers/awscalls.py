@@ -72,6 +72,9 @@ def _names(settings: Any) -> dict[str, str]:
         names[settings.table_name] = "TasksTable"
     if settings.queue_url:
         names[settings.queue_url] = "WorkQueue"
+    # the default lane's other queues, in template order (WorkQueueCount > 1)
+    for n, url in enumerate(settings.work_queue_urls, start=2):
+        names.setdefault(url, f"WorkQueue{n}")
     if settings.dlq_url:
         names[settings.dlq_url] = "DeadLetterQueue"
     lane_ids = _lane_queue_ids()

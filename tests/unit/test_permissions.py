@@ -21,6 +21,9 @@ from dynacron.local.provision import lane_workers, load_template, resolved
 from helpers.awscalls import RECORDED, Grant
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+# The parameters under which every conditional grant of the stack exists: the fan-out's
+# self-invocation and the extra work queues (the suite exercises both).
+EVERY_GRANT = {"PollerFanout": 2, "WorkQueueCount": 3}
 
 # Calls made with the worker's role by Lambda's SQS event source itself, not by our code: "The
 # Lambda execution role must include sqs:DeleteMessage, sqs:GetQueueAttributes,
@@ -29,7 +32,7 @@ TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 # Every queue the worker has an SQS event for (one per lane) is read by its own event source.
 EVENT_SOURCE = {
     Grant("WorkerFunction", f"sqs:{action}", lane.queue_id)
-    for lane in lane_workers(load_template(TEMPLATE))
+    for lane in lane_workers(resolved(load_template(TEMPLATE), EVERY_GRANT))
     for action in ("ReceiveMessage", "DeleteMessage", "GetQueueAttributes")
 }
 
@@ -124,9 +127,9 @@ def calls(request: pytest.FixtureRequest) -> set[Grant]:
 
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
-    # As deployed with the defaults: the suite runs one work queue; the grants on the others
-    # (WorkQueueCount > 1) are checked by the deploy test, under AUTH=true, with two.
-    return resolved(load_template(TEMPLATE))
+    # As deployed with every conditional grant on (EVERY_GRANT); the deploy test checks the
+    # same grants under AUTH=true with PollerFanout=2, WorkQueueCount=2.
+    return resolved(load_template(TEMPLATE), EVERY_GRANT)
 
 
 def test_every_call_is_made_to_a_resource_of_the_stack(calls: set[Grant]) -> None:

@@ -340,7 +340,7 @@ def test_environment(tpl: dict[str, Any]) -> None:
     assert param_default(tpl, env["POWERTOOLS_LOG_LEVEL"]) == "INFO"
     assert param_default(tpl, env["DYNACRON_HANDLERS"]) == "dynacron.examples"
     shards = tpl["Parameters"][env["DYNACRON_SHARDS"]["Ref"]]
-    assert (shards["Default"], shards["MinValue"], shards["MaxValue"]) == (8, 1, 256)
+    assert (shards["Default"], shards["MinValue"], shards["MaxValue"]) == (8, 1, 1000)
     assert param_default(tpl, env["DYNACRON_LEASE_SECONDS"]) == 300
     # a task's timeout must end before the worker Lambda does
     assert int(env["DYNACRON_MAX_TIMEOUT_SECONDS"]) < fn_prop(tpl, "WorkerFunction", "Timeout")

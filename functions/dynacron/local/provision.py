@@ -156,7 +156,7 @@ def resolved(template: dict[str, Any], params: Mapping[str, Any] = {}) -> dict[s
     out = dict(template)
     for section in ("Resources", "Outputs"):
         out[section] = {
-            name: resolve_if(template, body, params)
+            name: {k: v for k, v in resolve_if(template, body, params).items() if k != "Condition"}
             for name, body in template.get(section, {}).items()
             if "Condition" not in body or condition(template, body["Condition"], params)
         }

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shlex
 import signal
 import sys
@@ -348,7 +349,7 @@ class LocalRuntime:
 
     def _lane_loop(self, worker: Any) -> LaneLoop:
         assert self.settings is not None
-        url = self.queue_urls[worker.queue_id]
+        url = self.queue_urls.get(worker.queue_id) or self._queue_of(worker)
         concurrency = self.workers if worker.lane == "default" else worker.concurrency
         batch_size = worker.batch_size
         concurrency, batch_size = self.lane_overrides.get(worker.lane, (concurrency, batch_size))
@@ -356,6 +357,15 @@ class LocalRuntime:
             "Attributes"
         ]["QueueArn"]
         return LaneLoop(worker.lane, url, arn, max(1, concurrency), max(1, min(10, batch_size)))
+
+    def _queue_of(self, worker: Any) -> str:
+        """The URL of a lane worker's queue from the settings (``start_workers`` without
+        ``start``): WorkQueue, WorkQueue<n> (the default lane's others), or a lane queue."""
+        assert self.settings is not None
+        extra = re.fullmatch(r"WorkQueue(\d+)", worker.queue_id)
+        if extra:
+            return self.settings.work_queues[int(extra.group(1)) - 1]
+        return self.settings.queue_for(worker.lane)
 
     def _warm_up(self) -> None:
         """Pay the first-call costs (imports, connection pools) before the first run is due."""
