@@ -321,9 +321,9 @@ def test_a_permission_error_reaches_the_log_at_the_default_level(emulator: Emula
     fix_event_source_concurrency(broken, 10)
     assert broken.function("WorkerFunction")["Environment"]["Variables"][
         "POWERTOOLS_LOG_LEVEL"] == "INFO"
-    env = broken.settings_env()
-    s = Scheduler(table_name=env["DYNACRON_TABLE"], queue_url=env["DYNACRON_QUEUE_URL"],
-                  endpoint_url=env["AWS_ENDPOINT_URL"], region=env["AWS_REGION"])
+    # Every setting from this stack's exports: the process environment holds the main stack's
+    # (its DYNACRON_WORK_QUEUE_URLS would route some runs to the main stack's WorkQueue2).
+    s = Scheduler(settings=Settings.from_env(broken.settings_env()))
     s.schedule("send-email", {"to": "never-logged@example.com"}, trigger=At(datetime.now(UTC)))
 
     def refused(which: str, operation: str) -> list[dict[str, Any]]:
