@@ -278,13 +278,14 @@ def scenario(endpoint: str, kind: str, fires: int, ticks: int = 1, receive_max: 
     sent_total = 0
     worker_wru = [0.0, 0.0]  # table + index, and index, write units of the worker's phase
 
-    def written() -> float:
-        return sum(meter_.wru.values()) + sum(meter_.gsi_wru.values())
-
     def indexed() -> float:
         return sum(meter_.gsi_wru.values())
 
+    def written() -> float:
+        return sum(meter_.wru.values()) + indexed()
+
     def drain(expected: int) -> None:
+        before, wru0, gsi0 = counter.snapshot(), written(), indexed()
         got = 0
         while got < expected:
             msgs = sqs.receive_message(
@@ -298,14 +299,13 @@ def scenario(endpoint: str, kind: str, fires: int, ticks: int = 1, receive_max: 
             rt._run_batch(msgs)
             durations.append(time.perf_counter() - start)
             batch_sizes.append(len(msgs))
+        _add(phases, "worker", _diff(counter.snapshot(), before))
+        worker_wru[0] += written() - wru0
+        worker_wru[1] += indexed() - gsi0
 
     if kind == "short_notice":
         clock.set(t0 + timedelta(seconds=30) + n_tasks * step + timedelta(seconds=1))
-        before, wru0, gsi0 = counter.snapshot(), written(), indexed()
         drain(n_tasks)
-        phases["worker"] = _diff(counter.snapshot(), before)
-        worker_wru[0] += written() - wru0
-        worker_wru[1] += indexed() - gsi0
         sent_total = n_tasks
     for k in range(ticks):
         tick = first_due - timedelta(seconds=60) + timedelta(seconds=60 * k)
@@ -315,11 +315,7 @@ def scenario(endpoint: str, kind: str, fires: int, ticks: int = 1, receive_max: 
         _add(phases, "poll", _diff(counter.snapshot(), before))
         sent_total += report.sent
         clock.set(tick + timedelta(seconds=60) + n_tasks * step + timedelta(seconds=1))
-        before, wru0, gsi0 = counter.snapshot(), written(), indexed()
         drain(report.sent)
-        _add(phases, "worker", _diff(counter.snapshot(), before))
-        worker_wru[0] += written() - wru0
-        worker_wru[1] += indexed() - gsi0
     rt._pool.shutdown()
 
     succeeded = _count_succeeded(boto_client("dynamodb", endpoint), settings.table_name)

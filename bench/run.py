@@ -305,6 +305,7 @@ def simulate_from(burst_fig: dict[str, Any], fig: dict[str, Any]) -> dict[str, A
     and its import time (the cold start figure)."""
     from . import simulate
 
+    fig = {**_latest(), **fig}  # figures this run did not measure: the last full run's
     runs = burst_fig["burst_runs"]
 
     def median(key: str) -> float:
@@ -315,18 +316,18 @@ def simulate_from(burst_fig: dict[str, Any], fig: dict[str, Any]) -> dict[str, A
            "server_cpu_s": median("server_cpu_s_per_1000_claims") / 1000,
            "request_s": median("request_s"), "cores": float(os.cpu_count() or 1),
            "worker_cpu_s": fig["worker_cpu_s_per_run"],
-           "init_s": (fig.get("import_ms_worker") or _latest().get("import_ms_worker", 0)) / 1000,
+           "init_s": fig.get("import_ms_worker", 0) / 1000,
            "worker_wru_per_run": _worker_wru(fig),
            "worker_gsi_wru_per_run": _worker_wru(fig, "wru_worker_gsi_per_fire")}
     # validation at the smallest and the largest B measured (the issue: 20k and 100k)
     points = {r["b"]: (r["sent"], r["dispatch_makespan_s"]) for r in (runs[0], runs[-1])}
-    return simulate.run(cal, points, {**_latest(), **fig})
+    return simulate.run(cal, points, fig)
 
 
 def _worker_wru(fig: dict[str, Any], key: str = "wru_worker_per_fire") -> float:
     """Write units of a run's start and finish (``key``: all, or the due index's): the cost
     benchmark's worker phase (one-time)."""
-    scenarios = fig.get("cost_scenarios") or _latest().get("cost_scenarios") or {}
+    scenarios = fig.get("cost_scenarios") or {}
     value = (scenarios.get("one_time") or {}).get(key)
     if value is None:
         raise RuntimeError(f"no {key}: run --only cost first")

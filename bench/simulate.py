@@ -208,8 +208,9 @@ def simulate(cfg: Config, cal: Calibration, runs: int) -> dict[str, Any]:
             writes_free = max(writes_free, t - 1.0) + write_gap  # up to 1 s of writes at once
             cold = len(busy) >= environments  # no idle environment: a new one, with its init
             environments += cold
-            starts.append(t + (init_s if cold else 0.0))
-            heapq.heappush(busy, t + batch_s + (init_s if cold else 0.0))
+            begin = t + (init_s if cold else 0.0)
+            starts.append(begin)
+            heapq.heappush(busy, begin + batch_s)
             peak = max(peak, len(busy))
             i += 1
             continue

@@ -12,6 +12,7 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+from test_template import statements
 
 from conftest import Env, RecordingSQS
 from dynacron import At, RetryPolicy, handler
@@ -68,9 +69,9 @@ def _queues(tpl: dict[str, Any]) -> set[str]:
     return {n for n, r in tpl["Resources"].items() if r["Type"] == "AWS::SQS::Queue"}
 
 
-def _statement(tpl: dict[str, Any], role: str, sid: str) -> set[str]:
-    statements = tpl["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
-    (st,) = [s for s in statements if s["Sid"] == sid]
+def _statement(tpl: dict[str, Any], function: str, sid: str) -> set[str]:
+    res = tpl["Resources"]
+    (st,) = [s for s in statements(res[function], res) if s["Sid"] == sid]
     return {r["Fn::GetAtt"][0] for r in st["Resource"]}
 
 
@@ -90,8 +91,8 @@ def test_each_work_queue_has_its_event_source_and_both_roles_reach_it(count):
     for queue in work:  # the same scaling: a burst spread over them gets each one's share
         assert {k: v for k, v in by_queue[queue].items() if k != "EventSourceArn"} == first
         assert by_queue[queue]["FunctionName"] == {"Ref": "WorkerFunction.Alias"}
-    assert work <= _statement(tpl, "PollerFunctionRole", "DispatchRuns")
-    assert work <= _statement(tpl, "WorkerFunctionRole", "ConsumeWorkQueue")
+    assert work <= _statement(tpl, "PollerFunction", "DispatchRuns")
+    assert work <= _statement(tpl, "WorkerFunction", "ConsumeWorkQueue")
     extra = tpl["Globals"]["Function"]["Environment"]["Variables"]["DYNACRON_WORK_QUEUE_URLS"]
     named = {extra["Ref"]} if isinstance(extra, dict) and "Ref" in extra else set()
     if isinstance(extra, dict) and "Fn::Sub" in extra:

@@ -78,7 +78,8 @@ def find_template() -> Path:
 
 LANE_TAG = "dynacron:lane"
 DEFAULT_LANE = "default"
-EXTRA_WORK_QUEUE = re.compile(r"^WorkQueue[2-9]$")  # WorkQueueCount > 1: more default queues
+# WorkQueueCount > 1: the default lane's other queues; the group is the queue's number
+EXTRA_WORK_QUEUE = re.compile(r"^WorkQueue([2-9])$")
 
 
 @dataclass(frozen=True)
@@ -88,10 +89,14 @@ class Resources:
     dlq_url: str
     #: lane -> queue URL for every lane queue (WorkQueue, the default lane, is ``queue_url``).
     lane_queues: Mapping[str, str] = field(default_factory=dict)
-    #: the default lane's other queues (WorkQueue2, ...), when the template creates them
-    work_queues: tuple[str, ...] = ()
     #: template logical id -> URL of every queue created
     queue_urls: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def work_queues(self) -> tuple[str, ...]:
+        """The default lane's other queues (WorkQueue2, ...), when the template creates them."""
+        extra = sorted(q for q in self.queue_urls if EXTRA_WORK_QUEUE.match(q))
+        return tuple(self.queue_urls[q] for q in extra)
 
 
 @dataclass(frozen=True)
@@ -119,9 +124,7 @@ _NO_VALUE = {"Ref": "AWS::NoValue"}
 
 def _parameter(template: dict[str, Any], value: Any) -> Any:
     """A plain value, or the Default of the parameter a ``Ref`` names."""
-    if isinstance(value, dict) and "Ref" in value:
-        return template["Parameters"][value["Ref"]]["Default"]
-    return value
+    return _evaluate(template, value, {})
 
 
 def condition(template: dict[str, Any], name: str, params: Mapping[str, Any] = {}) -> bool:
@@ -252,8 +255,7 @@ def provision(
         for lane, queue_id in lane_queue_ids(template).items()
         if lane != DEFAULT_LANE
     }
-    extra = tuple(urls[q] for q in sorted(urls) if EXTRA_WORK_QUEUE.match(q))
-    return Resources(table_name, urls["WorkQueue"], urls["DeadLetterQueue"], lanes, extra, urls)
+    return Resources(table_name, urls["WorkQueue"], urls["DeadLetterQueue"], lanes, urls)
 
 
 def _plain(value: Any) -> bool:

@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import shlex
 import signal
 import sys
@@ -361,8 +360,10 @@ class LocalRuntime:
     def _queue_of(self, worker: Any) -> str:
         """The URL of a lane worker's queue from the settings (``start_workers`` without
         ``start``): WorkQueue, WorkQueue<n> (the default lane's others), or a lane queue."""
+        from .provision import EXTRA_WORK_QUEUE
+
         assert self.settings is not None
-        extra = re.fullmatch(r"WorkQueue(\d+)", worker.queue_id)
+        extra = EXTRA_WORK_QUEUE.match(worker.queue_id)
         if extra:
             return self.settings.work_queues[int(extra.group(1)) - 1]
         return self.settings.queue_for(worker.lane)
