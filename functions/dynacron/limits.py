@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import re
+import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -249,8 +250,9 @@ class ConcurrencyGate:
     """At most ``concurrency`` runs of a limit running at once, by leases on the limit's item.
 
     A lease is ``leases[token] = expiry`` (epoch ms): the attempt's own running lease (timeout
-    plus the lease period). A worker that dies never releases its lease, and the slot comes
-    back when the lease expires: expired leases do not count and are dropped by the next write.
+    plus the lease period), one token per delivery (``lease_token``). A worker that dies never
+    releases its lease, and the slot comes back when the lease expires: expired leases do not
+    count and are dropped by the next write.
     Every change is a conditional write on the item's version (optimistic).
     """
 
@@ -297,4 +299,8 @@ def _leases(row: Any) -> dict[str, int]:
 
 
 def lease_token(task_id: str, run_id: str, attempt: int) -> str:
-    return f"{task_id}/{run_id}/{attempt}"
+    """One delivery's claim on a slot. Each delivery takes its own token: two copies of one
+    attempt's message (SQS delivers at least once; a re-claim sends another) may both reach
+    the gate, and the copy whose start then loses releases its token. Had they shared one,
+    that release would free the slot of the copy still running (over-admission)."""
+    return f"{task_id}/{run_id}/{attempt}/{secrets.token_hex(4)}"

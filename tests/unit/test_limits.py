@@ -284,6 +284,64 @@ def test_a_run_over_the_concurrency_waits_and_starts_once_a_lease_expires(env):
     assert row.leases.as_dict() == {}  # released after the run, and the dead one dropped
 
 
+def test_a_delivery_that_loses_the_start_never_frees_the_winners_slot(env):
+    """Two copies of one run's message (SQS delivers at least once; a re-claim sends another)
+    both pass the checks and reach the gate; one starts, the other's start loses. While the
+    winner's handler runs its slot must stay taken: the loser releases only what it took.
+    (Both copies once shared one lease token, so the loser's release freed the winner's slot
+    and a fourth run started under concurrency 3: the reliability suite's killed-worker test.)"""
+    import threading
+
+    from dynacron.limits import _leases
+
+    s = env.scheduler()
+    s.set_limit("db", rate=None, concurrency=1)
+    when = env.clock.now() + timedelta(seconds=5)
+    s.schedule("limited-probe", {}, trigger=At(when), limit="db", task_id="probe")
+    (msg,) = env.receive()
+    env.clock.set(when)
+    paused, go, first_done = threading.Event(), threading.Event(), threading.Event()
+    held: list[int] = []
+
+    def probe(payload, ctx):
+        if threading.current_thread().name == "second":
+            go.set()  # let the first copy lose its start (and release) while this one runs
+            first_done.wait(10)
+        now = to_ms(env.clock.now())
+        held.append(sum(1 for v in _leases(s.store.get_limit_row("db")).values() if v > now))
+
+    handler("limited-probe")(probe)
+    first, second = env.executor(), env.executor()
+    real_start = first._start
+
+    def start_after_the_other_copy(*args, **kwargs):
+        paused.set()
+        go.wait(10)
+        return real_start(*args, **kwargs)
+
+    first._start = start_after_the_other_copy
+    results: dict[str, object] = {}
+
+    def deliver(ex, name):
+        results[name] = ex.execute(msg["Body"], msg["ReceiptHandle"], env.settings.queue_url)
+        if name == "first":
+            first_done.set()
+
+    t1 = threading.Thread(target=deliver, args=(first, "first"), name="first")
+    t1.start()
+    assert paused.wait(10)
+    t2 = threading.Thread(target=deliver, args=(second, "second"), name="second")
+    t2.start()
+    t2.join(15)
+    go.set()
+    t1.join(15)
+    assert not t1.is_alive() and not t2.is_alive()
+    assert sorted(r.status for r in results.values()) == ["succeeded", "waiting"]
+    assert held == [1]  # the one running handler held its slot throughout
+    now = to_ms(env.clock.now())
+    assert not [v for v in _leases(s.store.get_limit_row("db")).values() if v > now]  # no leak
+
+
 def from_ms_(ms):
     from dynacron.clock import from_ms
 
