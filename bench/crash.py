@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import secrets
 import threading
 import time
 from dataclasses import replace
@@ -33,14 +32,9 @@ def _items(settings: Any, n: int, when: datetime, hold_s: float) -> list[dict[st
     from dynacron import At, Scheduler
 
     sched = Scheduler(settings=replace(settings, queue_url=None))
-    now = datetime.now(UTC)
     out: list[dict[str, Any]] = []
     for i in range(n):
-        trig = At(when)
-        spec = sched._validate("bench-sleep", {"s": hold_s, "i": i}, trig, None, None, 600,
-                               "run_once", "default", None)
-        task_row, run_row = sched._rows(secrets.token_hex(12), spec, trig, when, now)
-        out += [task_row.serialize(), run_row.serialize()]
+        out += sched.items_for("bench-sleep", {"s": hold_s, "i": i}, At(when), timeout=600)
     return out
 
 

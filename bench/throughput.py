@@ -31,15 +31,9 @@ def rows_like_sdk(
     from dynacron import At, Scheduler
 
     sched = Scheduler(settings=replace(settings, queue_url=None))
-    now = datetime.now(UTC)
     items: list[dict[str, Any]] = []
     for i, when in enumerate(whens):
-        trig = At(when)
-        spec = sched._validate("bench-noop", {"i": i}, trig, None, None, 30, "run_once",
-                               lane, None)
-        task_row, run_row = sched._rows(secrets.token_hex(12), spec, trig, when, now)
-        items.append(task_row.serialize())
-        items.append(run_row.serialize())
+        items += sched.items_for("bench-noop", {"i": i}, At(when), timeout=30, lane=lane)
     return items
 
 

@@ -592,3 +592,43 @@ def test_statuses_are_str_enums_with_lowercase_values(env):
     assert type(t.status) is TaskStatus and t.status == "active"
     assert json.dumps({"s": t.status}) == '{"s": "active"}'
     assert type(s.runs(t.task_id)[0].status) is RunStatus
+
+
+# --- items_for: schedule()'s items for a bulk load ------------------------------------------
+
+
+def test_items_for_gives_what_schedule_writes_and_loaded_items_fire(env):
+    """The items ``items_for`` returns are the ones ``schedule`` writes (same task and run,
+    but for the timestamps' source); loaded with BatchWriteItem, the task reads back and its
+    run is claimed by the poller at its time."""
+    s = env.scheduler()
+    when = T0 + HOUR
+    s.schedule("noop", {"n": 1}, trigger=At(when), task_id="by-sdk", timeout=30)
+    written = {i["sk"]["S"]: i for i in items(env) if i["pk"]["S"].endswith("by-sdk")}
+    loaded = s.items_for("noop", {"n": 1}, At(when), task_id="by-load", timeout=30)
+    assert sorted(i["sk"]["S"] for i in loaded) == sorted(written)
+
+    def same(item: dict) -> dict:  # what does not derive from the task id
+        return {k: v for k, v in item.items() if k not in ("pk", "task_id", "shard", "due_shard")}
+
+    shard = str(shard_of("by-load", env.settings.shards))
+    for item in loaded:
+        assert same(item) == same(written[item["sk"]["S"]])
+        assert item.get("shard", item.get("due_shard"))["N"] == shard
+    env.dynamodb.batch_write_item(RequestItems={
+        env.settings.table_name: [{"PutRequest": {"Item": it}} for it in loaded]})
+    assert s.get("by-load").next_fire_at == when
+    env.clock.set(when - timedelta(seconds=5))
+    env.dispatcher().poll()
+    assert {m["Body"] for m in env.receive() if "by-load" in m["Body"]}
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [
+    ({"task_type": "bad name!"}, "task_type"), ({"payload": [1]}, "payload"),
+    ({"timeout": -1}, "timeout"), ({"lane": "no-such-lane"}, "lane"),
+])
+def test_items_for_refuses_what_schedule_refuses(env, kwargs, field):
+    args = {"task_type": "noop", "payload": {}, "trigger": At(T0 + HOUR), **kwargs}
+    with pytest.raises(ValidationError) as info:
+        env.scheduler().items_for(**args)
+    assert info.value.field == field
