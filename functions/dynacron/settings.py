@@ -150,6 +150,14 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``env`` (the process environment), then ``overrides`` (None: unset).
+
+        An override of ``table_name`` or ``queue_url`` that differs from the environment's
+        ``DYNACRON_TABLE``/``DYNACRON_QUEUE_URL`` names another deployment than the
+        environment's, and that deployment's queues are not taken from the environment: a
+        different table drops ``DYNACRON_QUEUE_URL``, and without the environment's work queue
+        ``DYNACRON_DLQ_URL``, ``DYNACRON_LANE_QUEUES`` and ``DYNACRON_WORK_QUEUE_URLS`` go too
+        (pass them in ``overrides``). So no run of the named stack is routed to the other's."""
         env = os.environ if env is None else env
         base = cls(
             table_name=env.get("DYNACRON_TABLE") or None,
@@ -180,7 +188,15 @@ class Settings:
             work_queue_urls=_items(env.get("DYNACRON_WORK_QUEUE_URLS")),
             **_target_settings(env),
         )
-        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        other_table = _differs(env, given, "table_name", "DYNACRON_TABLE")
+        if other_table or _differs(env, given, "queue_url", "DYNACRON_QUEUE_URL"):
+            # The environment's queues belong to its own stack: mixed in, runs of a stack
+            # named by argument would go to the other stack's queues and lanes.
+            queue_url = None if other_table else base.queue_url
+            base = replace(base, queue_url=queue_url, dlq_url=None, lane_queues={},
+                           work_queue_urls=())
+        return replace(base, **given)
 
     def require_table(self) -> str:
         if not self.table_name:
@@ -212,3 +228,7 @@ class Settings:
         if not queues:
             raise ConfigurationError("no queue: set DYNACRON_QUEUE_URL or pass queue_url=")
         return queues[zlib.crc32(task_id.encode()) % len(queues)]
+
+
+def _differs(env: Mapping[str, str], given: Mapping[str, Any], key: str, var: str) -> bool:
+    return key in given and bool(env.get(var)) and given[key] != env.get(var)

@@ -156,6 +156,7 @@ def _calls(s: Scheduler, run_id: str) -> dict[str, Any]:
         "get_limit": lambda: s.get_limit("smtp"),
         "limits": lambda: s.limits(),
         "clear_limit": lambda: s.clear_limit("smtp"),
+        "items_for": lambda: s.items_for("job", {}, soon),
     }
 
 

@@ -169,3 +169,25 @@ def _receive(env: Env, url: str) -> list[dict[str, Any]]:
     return env.sqs.receive_message(
         QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=30, WaitTimeSeconds=0
     ).get("Messages", [])
+
+
+def test_a_stack_named_by_argument_takes_none_of_the_environments_queues():
+    """The environment describes stack A; a Scheduler built for stack B by argument must not
+    route B's runs to A's extra work queues, lanes or DLQ (the deploy test's intermittent
+    failure: half its task ids hashed to the main stack's WorkQueue2)."""
+    env = {"DYNACRON_TABLE": "a-table", "DYNACRON_QUEUE_URL": URLS[0],
+           "DYNACRON_WORK_QUEUE_URLS": f"{URLS[1]},{URLS[2]}", "DYNACRON_DLQ_URL": "https://a-dlq",
+           "DYNACRON_LANE_QUEUES": "bulk=https://a-bulk"}
+    b = Settings.from_env(env, table_name="b-table", queue_url="https://b-work")
+    assert b.work_queues == ("https://b-work",)
+    assert (b.lane_queues, b.dlq_url) == ({}, None)
+    only_table = Settings.from_env(env, table_name="b-table")
+    assert only_table.work_queues == () and only_table.lane_queues == {}
+    # the environment's own stack, named again, keeps everything
+    same = Settings.from_env(env, table_name="a-table", queue_url=URLS[0])
+    assert same.work_queues == URLS and same.lane_queues == {"bulk": "https://a-bulk"}
+    assert same.dlq_url == "https://a-dlq"
+    # queues passed with the other stack's name are used
+    b2 = Settings.from_env(env, table_name="b-table", queue_url="https://b-work",
+                           work_queue_urls=("https://b-2",))
+    assert b2.work_queues == ("https://b-work", "https://b-2")
