@@ -191,3 +191,34 @@ def test_a_stack_named_by_argument_takes_none_of_the_environments_queues():
     b2 = Settings.from_env(env, table_name="b-table", queue_url="https://b-work",
                            work_queue_urls=("https://b-2",))
     assert b2.work_queues == ("https://b-work", "https://b-2")
+
+
+def _substitute(node: Any, names: dict[str, str]) -> str:
+    """An ``Fn::Sub``/``Fn::Join`` value rendered with ``${X.QueueName}`` / ``${X}`` replaced by
+    ``<X>`` and its variable map rendered first (after ``resolved`` chose every ``Fn::If``)."""
+    import re
+
+    if isinstance(node, str):
+        return node
+    ((key, arg),) = node.items()
+    if key == "Fn::Join":
+        return arg[0].join(_substitute(v, names) for v in arg[1])
+    assert key == "Fn::Sub", key
+    body, variables = (arg, {}) if isinstance(arg, str) else arg
+    values = {**names, **{k: _substitute(v, names) for k, v in variables.items()}}
+    return re.sub(r"\$\{([^}.]+)(?:\.QueueName)?\}", lambda m: values.get(m[1], m[0]), body)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_the_dashboard_shows_every_queue_the_stack_has(count):
+    """The Queues widget of the dashboard has a line for each SQS queue the template creates
+    with WorkQueueCount=count, and for nothing else (derived from the resources, not listed)."""
+    tpl = resolved(TEMPLATE, {"WorkQueueCount": count})
+    queues = {n for n, r in tpl["Resources"].items() if r["Type"] == "AWS::SQS::Queue"}
+    names = {n: f"<{n}>" for n in tpl["Resources"]} | {"AWS::Region": "us-east-1"}
+    body = json.loads(_substitute(tpl["Resources"]["Dashboard"]["Properties"]["DashboardBody"],
+                                  names))
+    (widget,) = [w for w in body["widgets"] if w["properties"]["title"] == "Queues"]
+    shown = [line[-1] for line in widget["properties"]["metrics"]]
+    assert sorted(shown) == sorted(f"<{q}>" for q in queues)
+    assert len(queues) == 4 + (count - 1)  # work, critical, bulk, DLQ and the extra ones
