@@ -248,8 +248,11 @@ def test_concurrency_three_with_a_killed_worker_process_gets_its_slot_back_by_le
     victim_proc = _ProcWorker(settings_path, log, loops=1)
     survivor: _ProcWorker | None = None
     try:
+        # The killed attempt's slot lives timeout + lease_s = 15 s from its start: room for the
+        # second process to start and the first half of the runs to begin inside it even on a
+        # loaded 2-core CI machine (with 7 s, a slow start once left no run inside it).
         sdk.schedule("rel-proc", {"hang": True}, trigger=At(real.now() + timedelta(seconds=1)),
-                     task_id="victim", limit="rel-proc-db", timeout=4,
+                     task_id="victim", limit="rel-proc-db", timeout=12,
                      retry=RetryPolicy(max_attempts=2, backoff_base=1, jitter=0))
         entered = wait_for(lambda: log.exists() and "victim/" in log.read_text(), timeout_s=60)
         assert entered, "the victim's worker never started it"
@@ -258,10 +261,13 @@ def test_concurrency_three_with_a_killed_worker_process_gets_its_slot_back_by_le
         (dead_until,) = _leases(row).values()  # the killed attempt's slot, released by nobody
         assert dead_until > killed_at
         survivor = _ProcWorker(settings_path, log, loops=4)
-        due = real.now() + timedelta(seconds=1)
+        # Half the runs are due now, inside the dead slot's lease; half once it has expired, so
+        # both sides are measured whatever this machine's speed (not a race of 30 runs against
+        # the lease).
+        dues = (real.now() + timedelta(seconds=1), from_ms(dead_until + 1000))
         for i in range(30):
-            sdk.schedule("rel-proc", {"sleep_s": 0.4}, trigger=At(due), task_id=f"k-{i}",
-                         limit="rel-proc-db")
+            sdk.schedule("rel-proc", {"sleep_s": 0.4}, trigger=At(dues[i % 2]),
+                         task_id=f"k-{i}", limit="rel-proc-db")
         poller = dep.dispatcher(dep.new_sqs(), clock=real)
 
         def all_done() -> bool:
