@@ -13,7 +13,7 @@ import json
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .boundary import guarded, is_backend, translate
@@ -207,13 +207,8 @@ class Scheduler(TaskEdits):
         if target is not None:
             spec = with_target(spec, target, self.settings)
         spec = self._with_spread_and_limit(spec, spread, limit)
-        trigger = spec["trigger"]
         try:
-            trigger.validate_for_schedule(now, PAST_GRACE_SECONDS)
-            anchored = trigger.anchored(now)
-            first = anchored.first(now)
-            if first is None:
-                raise ValidationError("trigger", "has no fire time in the future")
+            anchored, first = self._first_fire(spec["trigger"], now)
         except ValidationError:
             # A retried create whose time has passed since: the task it made, not an error.
             row = self._settled(task_id) if task_id is not None else None
@@ -251,12 +246,20 @@ class Scheduler(TaskEdits):
             task_type, payload, trigger, task_id, None, timeout, MisfirePolicy.RUN_ONCE, lane,
             None,
         )
-        anchored = spec["trigger"].anchored(now)
+        anchored, first = self._first_fire(spec["trigger"], now)
+        task_row, run_row = self._rows(task_id or secrets.token_hex(12), spec, anchored, first, now)
+        return [task_row.serialize(), run_row.serialize()]
+
+    @staticmethod
+    def _first_fire(trigger: Trigger, now: datetime) -> tuple[Trigger, datetime]:
+        """The trigger anchored at ``now`` and its first fire time; ``ValidationError`` for a
+        trigger ``schedule()`` refuses (in the past beyond the grace, never firing)."""
+        trigger.validate_for_schedule(now, PAST_GRACE_SECONDS)
+        anchored = trigger.anchored(now)
         first = anchored.first(now)
         if first is None:
             raise ValidationError("trigger", "has no fire time in the future")
-        task_row, run_row = self._rows(task_id or secrets.token_hex(12), spec, anchored, first, now)
-        return [task_row.serialize(), run_row.serialize()]
+        return anchored, first
 
     def _validate(
         self,

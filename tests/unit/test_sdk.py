@@ -626,9 +626,13 @@ def test_items_for_gives_what_schedule_writes_and_loaded_items_fire(env):
 @pytest.mark.parametrize(("kwargs", "field"), [
     ({"task_type": "bad name!"}, "task_type"), ({"payload": [1]}, "payload"),
     ({"timeout": -1}, "timeout"), ({"lane": "no-such-lane"}, "lane"),
+    ({"trigger": At(T0 - HOUR)}, "trigger.when"),
 ])
 def test_items_for_refuses_what_schedule_refuses(env, kwargs, field):
     args = {"task_type": "noop", "payload": {}, "trigger": At(T0 + HOUR), **kwargs}
     with pytest.raises(ValidationError) as info:
         env.scheduler().items_for(**args)
     assert info.value.field == field
+    with pytest.raises(ValidationError) as by_schedule:
+        env.scheduler().schedule(**args)
+    assert by_schedule.value.field == field
