@@ -4,6 +4,7 @@ concurrency (WorkerProvisionedConcurrency): README "Bursts", "The model"."""
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
@@ -196,8 +197,6 @@ def test_a_stack_named_by_argument_takes_none_of_the_environments_queues():
 def _substitute(node: Any, names: dict[str, str]) -> str:
     """An ``Fn::Sub``/``Fn::Join`` value rendered with ``${X.QueueName}`` / ``${X}`` replaced by
     ``<X>`` and its variable map rendered first (after ``resolved`` chose every ``Fn::If``)."""
-    import re
-
     if isinstance(node, str):
         return node
     ((key, arg),) = node.items()
