@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import timedelta
 
 import pytest
@@ -290,8 +291,6 @@ def test_a_delivery_that_loses_the_start_never_frees_the_winners_slot(env):
     winner's handler runs its slot must stay taken: the loser releases only what it took.
     (Both copies once shared one lease token, so the loser's release freed the winner's slot
     and a fourth run started under concurrency 3: the reliability suite's killed-worker test.)"""
-    import threading
-
     from dynacron.limits import _leases
 
     s = env.scheduler()
@@ -303,12 +302,15 @@ def test_a_delivery_that_loses_the_start_never_frees_the_winners_slot(env):
     paused, go, first_done = threading.Event(), threading.Event(), threading.Event()
     held: list[int] = []
 
+    def live() -> int:
+        now = to_ms(env.clock.now())
+        return sum(1 for v in _leases(s.store.get_limit_row("db")).values() if v > now)
+
     def probe(payload, ctx):
         if threading.current_thread().name == "second":
             go.set()  # let the first copy lose its start (and release) while this one runs
             first_done.wait(10)
-        now = to_ms(env.clock.now())
-        held.append(sum(1 for v in _leases(s.store.get_limit_row("db")).values() if v > now))
+        held.append(live())
 
     handler("limited-probe")(probe)
     first, second = env.executor(), env.executor()
@@ -338,8 +340,7 @@ def test_a_delivery_that_loses_the_start_never_frees_the_winners_slot(env):
     assert not t1.is_alive() and not t2.is_alive()
     assert sorted(r.status for r in results.values()) == ["succeeded", "waiting"]
     assert held == [1]  # the one running handler held its slot throughout
-    now = to_ms(env.clock.now())
-    assert not [v for v in _leases(s.store.get_limit_row("db")).values() if v > now]  # no leak
+    assert live() == 0  # no leak
 
 
 def from_ms_(ms):
