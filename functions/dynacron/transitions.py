@@ -17,6 +17,7 @@ with the task) are given as :class:`HeadOp` values built by the ``op_*`` methods
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -27,7 +28,7 @@ from pynamodb.transactions import TransactWrite
 from . import attempts
 from . import store as keys
 from .boundary import translate
-from .errors import ConflictError
+from .errors import ConflictError, DynacronError
 from .types import RunStatus, TaskStatus
 
 if TYPE_CHECKING:
@@ -79,8 +80,11 @@ class Transitions:
 
     # --- shared pieces -------------------------------------------------------------------
 
-    def transaction(self) -> TransactWrite:
-        return TransactWrite(connection=self.models.Run._get_connection().connection)
+    def transaction(self, client_request_token: str | None = None) -> TransactWrite:
+        return TransactWrite(
+            connection=self.models.Run._get_connection().connection,
+            client_request_token=client_request_token,
+        )
 
     def ttl(self, now_ms: int) -> int:
         """The TTL (epoch seconds) of a run that ends at ``now_ms``."""
@@ -130,7 +134,33 @@ class Transitions:
             condition &= (run.fence == row.fence) & (run.due_at <= now_ms)
             condition = self._unless_alive(condition, row, now_ms)
         actions = self._claim_actions(row, fence, now_ms)
-        return _applied(lambda: row.update(actions=actions, condition=condition))
+        return self._ours(
+            lambda: _applied(lambda: row.update(actions=actions, condition=condition)), row, fence
+        )
+
+    def _ours(self, claim: Callable[[], bool], row: RunRow, fence: str) -> bool:
+        """Make a claim: True when the run is claimed under ``fence``, also when ``claim``
+        lost its condition, or raised, because an earlier try of this very write applied
+        (``_claimed_by``)."""
+        try:
+            applied = claim()
+        except DynacronError:
+            if self._claimed_by(row, fence):
+                return True
+            raise
+        return applied or self._claimed_by(row, fence)
+
+    def _claimed_by(self, row: RunRow, fence: str) -> bool:
+        """Whether a claim that lost its condition is ours after all: the SDK retried a write
+        whose response was lost (a read timeout under load), and the retry found the run
+        already claimed, under our fence. Without this the claim's message is never sent and
+        the run waits a whole lease (300 s at the defaults) for the next poll to take it back.
+        One strongly consistent read per lost race; ``row`` is refreshed when it is ours."""
+        current = self.get_run_row(row.task_id, row.run_id)  # type: ignore[attr-defined]
+        if current is None or current.fence != fence:
+            return False
+        row.deserialize(current.serialize())
+        return True
 
     def claim_occurrence(self, row: RunRow, fence: str, nxt: RunRow | None, now_ms: int) -> bool:
         """Claim an occurrence, create the next one, move the task's ``next_fire_at``: at once.
@@ -142,10 +172,14 @@ class Transitions:
         takes its head out of the index (``due_at`` gone), a cancel skips it, an update deletes
         or retunes it, and each of those fails this condition."""
         actions = self._claim_actions(row, fence, now_ms)
-        if nxt is None:
-            condition = self._as_read(row) & self.models.Run.due_at.exists()
-            return _applied(lambda: row.update(actions=actions, condition=condition))
-        return self._chain(row, actions, nxt, now_ms, False)
+        condition = self._as_read(row) & self.models.Run.due_at.exists()
+
+        def claim() -> bool:
+            if nxt is None:
+                return _applied(lambda: row.update(actions=actions, condition=condition))
+            return self._chain(row, actions, nxt, now_ms, False)
+
+        return self._ours(claim, row, fence)
 
     def skip_occurrence(self, row: RunRow, nxt: RunRow | None, reason: str, now_ms: int) -> bool:
         """Skip an occurrence (misfire policy) and chain the next one, atomically."""
@@ -166,7 +200,9 @@ class Transitions:
             task_actions.append(task.next_fire_at.set(nxt.scheduled_for))
         for attempt in range(_CHAIN_TRIES):
             try:
-                with self.transaction() as tx:
+                # A token per try: the SDK's own retries of a transaction whose response was
+                # lost then succeed as the same transaction instead of failing its conditions.
+                with self.transaction(client_request_token=uuid.uuid4().hex) as tx:
                     tx.update(row, actions=row_actions, condition=self._as_read(row))
                     if nxt is not None:
                         tx.save(nxt, condition=run.sk.does_not_exist())
@@ -229,8 +265,18 @@ class Transitions:
     def defer(self, row: RunRow, fence: str, due_ms: int) -> bool:
         """A claimed run left for a later tick (rate limit): due again at ``due_ms``, this
         dispatch not counted."""
+        return self._due_again(row, fence, due_ms, [self.models.Run.dispatches.add(-1)])
+
+    def release(self, row: RunRow, fence: str, now_ms: int) -> bool:
+        """A claimed run whose message SQS did not take: due again now, so the next poll
+        takes it back at once rather than when its lease ends. The dispatch counts, so a run
+        that SQS always refuses ends ``dead`` after ``max_dispatches`` polls."""
+        return self._due_again(row, fence, now_ms, [])
+
+    def _due_again(self, row: RunRow, fence: str, due_ms: int, extra: list[Any]) -> bool:
+        """Our claim (fence), not yet started: back in the index at ``due_ms``."""
         m = self.models.Run
-        actions: list[Any] = [m.due_at.set(due_ms), m.dispatches.add(-1)]
+        actions: list[Any] = [m.due_at.set(due_ms), *extra]
         condition = (m.fence == fence) & (m.status == RunStatus.QUEUED.value)
         return _applied(lambda: row.update(actions=actions, condition=condition))
 

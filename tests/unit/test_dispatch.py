@@ -147,34 +147,117 @@ def test_every_page_of_every_shard_is_followed(env):
     assert {b["task_id"] for b in bodies(env)} == {f"t{i}" for i in range(60)}
 
 
-def test_partial_send_failure_leaves_the_run_claimed_and_it_comes_back(env):
+def _failing_sends(env, fails):
+    """Make SendMessageBatch fail the entries of the task ids ``fails(task_id)`` names, as SQS
+    does inside a successful call (``SenderFault`` false: its own side)."""
+    real = env.sqs.send_message_batch
+
+    def send(QueueUrl, Entries):
+        bad = [e for e in Entries if fails(json.loads(e["MessageBody"])["task_id"])]
+        good = [e for e in Entries if e not in bad]
+        response = real(QueueUrl=QueueUrl, Entries=good) if good else {"Successful": []}
+        failed = [{"Id": e["Id"], "SenderFault": False, "Code": "InternalError"} for e in bad]
+        return {"Successful": response["Successful"], "Failed": failed}
+
+    env.sqs.send_message_batch = send
+    return real
+
+
+def _schedule_four(env):
     s = quiet_scheduler(env)
     for i in range(4):
         s.schedule("noop", {}, trigger=At(env.clock.now() + timedelta(seconds=5)), task_id=f"p{i}")
-    real = env.sqs.send_message_batch
+    return s
 
-    def half_fails(QueueUrl, Entries):
-        response = real(QueueUrl=QueueUrl, Entries=Entries[:2])
-        failed = [
-            {"Id": e["Id"], "SenderFault": False, "Code": "InternalError"} for e in Entries[2:]
-        ]
-        return {"Successful": response["Successful"], "Failed": failed}
 
-    env.sqs.send_message_batch = half_fails
+def test_entries_sqs_fails_on_its_side_are_sent_again_in_the_same_poll(env):
+    _schedule_four(env)
+    tries: dict[str, int] = {}
+
+    def once(task_id):  # p2 and p3 fail on their first send only
+        tries[task_id] = tries.get(task_id, 0) + 1
+        return task_id in ("p2", "p3") and tries[task_id] == 1
+
+    _failing_sends(env, once)
     report = env.dispatcher().poll()
-    assert (report.claimed, report.sent, report.send_failed) == (4, 2, 2)
+    assert (report.claimed, report.sent, report.send_failed, report.released) == (4, 4, 0, 0)
+    assert sorted(b["task_id"] for b in bodies(env)) == ["p0", "p1", "p2", "p3"]
+    assert tries == {"p0": 1, "p1": 1, "p2": 2, "p3": 2}
+
+
+def test_a_run_sqs_keeps_failing_is_due_again_at_once_not_after_its_lease(env):
+    s = _schedule_four(env)
+    real = _failing_sends(env, lambda task_id: task_id in ("p2", "p3"))
+    report = env.dispatcher().poll()
+    assert (report.claimed, report.sent, report.send_failed, report.released) == (4, 2, 2, 2)
     env.sqs.send_message_batch = real
     env.sqs.sent.clear()
-    assert env.dispatcher().poll().sent == 0  # still leased
-    env.clock.advance(5)
-    delivered = env.receive()
-    assert len(delivered) == 2
-    for m in delivered:  # the two that made it run normally
-        assert env.executor().execute(m["Body"], m["ReceiptHandle"]).status == "succeeded"
-    env.clock.advance(env.settings.lease_s + 10)
+    env.clock.advance(1)  # the next tick, not a lease (300 s) later
     report = env.dispatcher().poll()
-    assert report.sent == 2
-    assert len({b["task_id"] for b in bodies(env)}) == 2
+    assert report.sent == 2 and sorted(b["task_id"] for b in bodies(env)) == ["p2", "p3"]
+    env.clock.advance(5)
+    for m in env.receive():
+        assert env.executor().execute(m["Body"], m["ReceiptHandle"]).status == "succeeded"
+    assert [r.status for i in range(4) for r in s.runs(f"p{i}")] == [RunStatus.SUCCEEDED] * 4
+
+
+def test_a_run_sqs_always_refuses_ends_dead_after_max_dispatches(env):
+    s = _schedule_four(env)
+    _failing_sends(env, lambda task_id: task_id == "p1")
+    for _ in range(env.settings.max_dispatches + 1):
+        env.dispatcher().poll()
+        env.clock.advance(1)
+    (run,) = s.runs("p1")
+    assert run.status is RunStatus.DEAD
+    assert f"dispatched {env.settings.max_dispatches} times" in run.error
+
+
+def test_a_refused_send_releases_its_runs(env):
+    _schedule_four(env)
+    real = env.sqs.send_message_batch
+
+    def refuse(**_):
+        raise RuntimeError("connection reset")
+
+    env.sqs.send_message_batch = refuse
+    report = env.dispatcher().poll()
+    assert (report.sent, report.send_failed, report.released) == (0, 4, 4)
+    env.sqs.send_message_batch = real
+    env.clock.advance(1)
+    assert env.dispatcher().poll().sent == 4
+
+
+def _lose_first_response(dispatcher, operation):
+    """The dispatcher's first ``operation`` call is applied by the server but its response is
+    lost: the client retries it (as botocore does after a read timeout). Returns the count."""
+    client = dispatcher.store.models.Run._get_connection().connection.client
+    calls = {"n": 0}
+
+    def retry_first(attempts, **_):
+        calls["n"] += 1
+        return 0 if attempts == 1 and calls["n"] == 1 else None
+
+    client.meta.events.register(f"needs-retry.dynamodb.{operation}", retry_first)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("trigger", "operation"), [("at", "UpdateItem"), ("every", "TransactWriteItems")]
+)
+def test_a_claim_whose_response_was_lost_is_sent_all_the_same(env, trigger, operation):
+    s = quiet_scheduler(env)
+    when = At(env.clock.now() + timedelta(seconds=5))
+    if trigger == "every":
+        when = Every(3600, start_at=env.clock.now() + timedelta(seconds=5))
+    t = s.schedule("noop", {}, trigger=when)
+    dispatcher = env.dispatcher()
+    calls = _lose_first_response(dispatcher, operation)
+    report = dispatcher.poll()
+    assert calls["n"] >= 2  # the write was sent twice: the retry found it already applied
+    assert (report.claimed, report.sent, report.lost_races) == (1, 1, 0)
+    (body,) = bodies(env)
+    queued = [r for r in s.runs(t.task_id) if r.status is RunStatus.QUEUED]
+    assert [r.fence for r in queued] == [body["fence"]]
 
 
 def test_poller_stops_taking_work_when_time_runs_low(env):
