@@ -4,9 +4,13 @@ For each B, on a fresh deployment on the backend (ministack by default, a plain 
 server): B one-time runs due at one instant ``lead`` seconds ahead (beyond the 90 s window, so
 the adaptive look-ahead finds and claims them up to 900 s ahead) and ``canaries`` runs due at
 instants spread over the time the burst is being dispatched are written with BatchWriteItem
-(items exactly as the SDK writes them). A poller process polls one poll after another (each
-poll's time budget ends at the burst's due time) and worker processes run what arrives, as the
-worker Lambda's event source would. After the burst falls due the workers run for ``drain``
+(items exactly as the SDK writes them). The burst is in the ``bulk`` lane, as the README's
+burst configuration says to schedule one (its own queue and worker event source, so a burst
+that falls due never stands in one queue in front of other tasks' runs); the canaries are
+other tasks' runs, in the default lane. ``--burst-lane default`` puts both in one queue.
+A poller process polls one poll after another (each poll's time budget ends at the burst's due
+time) and worker processes, one fleet per queue, run what arrives, as the worker Lambda's event
+sources would. After the burst falls due the workers run for ``drain``
 seconds; then the table is read back. Figures per B:
 
 - ``sent_before_due``: burst runs sent by polls that ended before the due time, / B;
@@ -27,6 +31,7 @@ import argparse
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -51,13 +56,14 @@ def lead_for(b: int) -> float:
     return min(840.0, 60.0 + b / DISPATCH_GUESS_PER_S)
 
 
-def seed(endpoint: str, settings: Any, whens: list[datetime]) -> float:
-    """Write one run per instant; returns the seconds it took."""
+def seed(endpoint: str, settings: Any, groups: list[tuple[list[datetime], str]]) -> float:
+    """Write one run per instant of each (instants, lane) group; returns the seconds it took."""
     ddb = boto_client("dynamodb", endpoint)
     t0 = time.monotonic()
-    chunks = [whens[i : i + SEED_CHUNK] for i in range(0, len(whens), SEED_CHUNK)]
+    chunks = [(whens[i : i + SEED_CHUNK], lane) for whens, lane in groups
+              for i in range(0, len(whens), SEED_CHUNK)]
     with ThreadPoolExecutor(2) as pool:  # build the next chunk while the last one is written
-        for items in pool.map(lambda c: rows_like_sdk(settings, c), chunks):
+        for items in pool.map(lambda c: rows_like_sdk(settings, *c), chunks):
             write_items(ddb, settings.table_name, items, threads=16)
     return time.monotonic() - t0
 
@@ -107,8 +113,9 @@ def _lateness(rows: list[dict[str, Any]], now_ms: int) -> dict[str, Any]:
 
 def one_burst(endpoint: str, b: int, drain_s: float, page_size: int = 500,
               shards: int = 8, workers: int = 2, threads: int = 4,
-              lead: float | None = None) -> dict[str, Any]:
+              lead: float | None = None, burst_lane: str = "bulk") -> dict[str, Any]:
     settings = deploy(endpoint, shards=shards, lookahead_backlog=min(5000, b))
+    queues = list(dict.fromkeys([settings.queue_url, settings.queue_for(burst_lane)]))
     lead = lead or lead_for(b)
     # The due time is fixed before seeding; the seeding time is added so the lead stays whole.
     seed_guess = b / 1500
@@ -117,11 +124,13 @@ def one_burst(endpoint: str, b: int, drain_s: float, page_size: int = 500,
     first = due - timedelta(seconds=lead - 30)
     canary_at = [first + timedelta(seconds=(span - 20) * i / CANARIES) for i in range(CANARIES)]
     log(f"burst B={b}: seeding; due at {due.isoformat()} (lead {lead:.0f} s)")
-    seed_s = seed(endpoint, settings, [due] * b + canary_at)
+    seed_s = seed(endpoint, settings, [([due] * b, burst_lane), (canary_at, "default")])
     log(f"burst B={b}: seeded {b} + {CANARIES} canaries in {seed_s:.1f} s; "
         f"{(due - datetime.now(UTC)).total_seconds():.0f} s to due")
     idle_request_s = LatencyProbe(endpoint, settings.table_name).idle_s()
-    fleet = Workers(settings, workers, threads, idle_poll_s=IDLE_POLL_S).start()
+    # one fleet per queue, as each lane has its own worker event source
+    fleets = [Workers(replace(settings, queue_url=url), workers, threads,
+                      idle_poll_s=IDLE_POLL_S).start() for url in queues]
     try:
         server = backend_pid()
         with LatencyProbe(endpoint, settings.table_name) as probe:
@@ -137,12 +146,13 @@ def one_burst(endpoint: str, b: int, drain_s: float, page_size: int = 500,
             time.sleep(wait)  # the workers run the burst; real time is what is measured
         now_ms = int(time.time() * 1000)
     finally:
-        fleet.stop()
+        for fleet in fleets:
+            fleet.stop()
     rows = read_runs(endpoint, settings.table_name)
     due_ms = int(due.timestamp() * 1000)
     burst = [r for r in rows if r["scheduled_for"] == due_ms]
     canary = [r for r in rows if r["scheduled_for"] != due_ms]
-    depth = _queue_depth(endpoint, settings.queue_url)
+    depth = sum(_queue_depth(endpoint, url) for url in queues)
     unsent = sum(1 for r in rows if r["status"] == "pending")
     not_started = sum(1 for r in rows if not r["started_at"])
     polls = result.pop("polls_log")
@@ -151,7 +161,8 @@ def one_burst(endpoint: str, b: int, drain_s: float, page_size: int = 500,
     first_start = min(p["start"] for p in polls) if polls else due.timestamp()
     claims = result["sent"]
     return {
-        "b": b, "canaries": len(canary), "seed_s": round(seed_s, 1), "lead_s": lead,
+        "b": b, "burst_lane": burst_lane, "canaries": len(canary),
+        "seed_s": round(seed_s, 1), "lead_s": lead,
         "sent_before_due": round(burst_before / b, 4),
         "peak_rss_kb": result["peak_rss_kb"], "rss_after_import_kb": result["rss_after_import_kb"],
         "poller_cpu_s_per_1000_claims": round(1000 * result["cpu_s"] / max(1, claims), 3),
@@ -191,11 +202,14 @@ def figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run(sizes: list[int], backend_kind: str = "ministack", drain_s: float = 60.0,
-        page_size: int = 500, lead: float | None = None) -> dict[str, Any]:
+        page_size: int = 500, lead: float | None = None,
+        burst_lane: str = "bulk") -> dict[str, Any]:
     with backend(backend_kind) as endpoint:
-        runs = [one_burst(endpoint, b, drain_s, page_size, lead=lead) for b in sorted(sizes)]
+        runs = [one_burst(endpoint, b, drain_s, page_size, lead=lead, burst_lane=burst_lane)
+                for b in sorted(sizes)]
     out = figures(runs)
     out["burst_backend"] = backend_kind
+    out["burst_lane"] = burst_lane
     return out
 
 
@@ -207,9 +221,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds the workers run after the burst falls due")
     parser.add_argument("--page-size", type=int, default=500)
     parser.add_argument("--lead", type=float, help="seconds to the due time (default: by B)")
+    parser.add_argument("--burst-lane", default="bulk", choices=["bulk", "default"],
+                        help="the burst's lane (the canaries are in the default lane)")
     args = parser.parse_args(argv)
     sizes = [int(x) for x in args.sizes.split(",")]
-    print(json.dumps(run(sizes, args.backend, args.drain, args.page_size, args.lead), indent=2))
+    out = run(sizes, args.backend, args.drain, args.page_size, args.lead, args.burst_lane)
+    print(json.dumps(out, indent=2))
     return 0
 
 

@@ -110,7 +110,8 @@ def deploy(endpoint: str, shards: int = 8, **overrides: Any) -> Any:
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     res = provision(ddb, sqs, load_template(find_template()), prefix=prefix)
     return Settings(table_name=res.table_name, queue_url=res.queue_url, dlq_url=res.dlq_url,
-                    endpoint_url=endpoint, region=REGION, shards=shards, **overrides)
+                    lane_queues=dict(res.lane_queues), endpoint_url=endpoint, region=REGION,
+                    shards=shards, **overrides)
 
 
 def store_clients(store: Any) -> list[Any]:
