@@ -4,10 +4,10 @@ For each B, on a fresh deployment on the backend (ministack by default, a plain 
 server): B one-time runs due at one instant ``lead`` seconds ahead (beyond the 90 s window, so
 the adaptive look-ahead finds and claims them up to 900 s ahead) and ``canaries`` runs due at
 instants spread over the time the burst is being dispatched are written with BatchWriteItem
-(items exactly as the SDK writes them). The burst is in the ``bulk`` lane, as the README's
-burst configuration says to schedule one (its own queue and worker event source, so a burst
-that falls due never stands in one queue in front of other tasks' runs); the canaries are
-other tasks' runs, in the default lane. ``--burst-lane default`` puts both in one queue.
+(items exactly as the SDK writes them). The burst is in the default lane, whose queues and
+event sources the burst configuration scales (README); the canaries, other tasks' runs that
+must not wait for it, are in the ``critical`` lane: its own queue and worker event source.
+``--canary-lane default`` puts both in one queue.
 A poller process polls one poll after another (each poll's time budget ends at the burst's due
 time) and worker processes, one fleet per queue, run what arrives, as the worker Lambda's event
 sources would. After the burst falls due the workers run for ``drain``
@@ -48,6 +48,7 @@ DISPATCH_GUESS_PER_S = 100
 # How often the idle fleet polls the queue: a canary visible at its due time (DelaySeconds
 # rounds down, so up to 1 s before it) is received within this.
 IDLE_POLL_S = 0.5
+CANARY_POLL_S = 0.1  # the same for a queue that holds the canaries alone (their own lane)
 
 
 def lead_for(b: int) -> float:
@@ -113,9 +114,10 @@ def _lateness(rows: list[dict[str, Any]], now_ms: int) -> dict[str, Any]:
 
 def one_burst(endpoint: str, b: int, drain_s: float, page_size: int = 500,
               shards: int = 8, workers: int = 2, threads: int = 4,
-              lead: float | None = None, burst_lane: str = "bulk") -> dict[str, Any]:
+              lead: float | None = None, canary_lane: str = "critical") -> dict[str, Any]:
     settings = deploy(endpoint, shards=shards, lookahead_backlog=min(5000, b))
-    queues = list(dict.fromkeys([settings.queue_url, settings.queue_for(burst_lane)]))
+    # the burst's queue first, the canaries' (when it is another) second
+    queues = list(dict.fromkeys([settings.queue_url, settings.queue_for(canary_lane)]))
     lead = lead or lead_for(b)
     # The due time is fixed before seeding; the seeding time is added so the lead stays whole.
     seed_guess = b / 1500
@@ -124,13 +126,19 @@ def one_burst(endpoint: str, b: int, drain_s: float, page_size: int = 500,
     first = due - timedelta(seconds=lead - 30)
     canary_at = [first + timedelta(seconds=(span - 20) * i / CANARIES) for i in range(CANARIES)]
     log(f"burst B={b}: seeding; due at {due.isoformat()} (lead {lead:.0f} s)")
-    seed_s = seed(endpoint, settings, [([due] * b, burst_lane), (canary_at, "default")])
+    seed_s = seed(endpoint, settings, [([due] * b, "default"), (canary_at, canary_lane)])
     log(f"burst B={b}: seeded {b} + {CANARIES} canaries in {seed_s:.1f} s; "
         f"{(due - datetime.now(UTC)).total_seconds():.0f} s to due")
     idle_request_s = LatencyProbe(endpoint, settings.table_name).idle_s()
-    # one fleet per queue, as each lane has its own worker event source
+    # One fleet per queue, as each lane has its own worker event source. Only the queue that
+    # holds the burst is polled slowly (fleet.Workers: ministack's receive scans every message
+    # of the queue); the canaries' queue holds at most 50, so its fleet polls it as often as
+    # a long poll would see a message arrive.
     fleets = [Workers(replace(settings, queue_url=url), workers, threads,
-                      idle_poll_s=IDLE_POLL_S).start() for url in queues]
+                      idle_poll_s=IDLE_POLL_S if url == queues[0] else CANARY_POLL_S).start()
+              for url in queues]
+    log(f"burst B={b}: {len(fleets)} worker fleets ready; first canary due in "
+        f"{(canary_at[0] - datetime.now(UTC)).total_seconds():.1f} s")
     try:
         server = backend_pid()
         with LatencyProbe(endpoint, settings.table_name) as probe:
@@ -161,7 +169,7 @@ def one_burst(endpoint: str, b: int, drain_s: float, page_size: int = 500,
     first_start = min(p["start"] for p in polls) if polls else due.timestamp()
     claims = result["sent"]
     return {
-        "b": b, "burst_lane": burst_lane, "canaries": len(canary),
+        "b": b, "canary_lane": canary_lane, "canaries": len(canary),
         "seed_s": round(seed_s, 1), "lead_s": lead,
         "sent_before_due": round(burst_before / b, 4),
         "peak_rss_kb": result["peak_rss_kb"], "rss_after_import_kb": result["rss_after_import_kb"],
@@ -203,13 +211,13 @@ def figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run(sizes: list[int], backend_kind: str = "ministack", drain_s: float = 60.0,
         page_size: int = 500, lead: float | None = None,
-        burst_lane: str = "bulk") -> dict[str, Any]:
+        canary_lane: str = "critical") -> dict[str, Any]:
     with backend(backend_kind) as endpoint:
-        runs = [one_burst(endpoint, b, drain_s, page_size, lead=lead, burst_lane=burst_lane)
+        runs = [one_burst(endpoint, b, drain_s, page_size, lead=lead, canary_lane=canary_lane)
                 for b in sorted(sizes)]
     out = figures(runs)
     out["burst_backend"] = backend_kind
-    out["burst_lane"] = burst_lane
+    out["burst_canary_lane"] = canary_lane
     return out
 
 
@@ -221,11 +229,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds the workers run after the burst falls due")
     parser.add_argument("--page-size", type=int, default=500)
     parser.add_argument("--lead", type=float, help="seconds to the due time (default: by B)")
-    parser.add_argument("--burst-lane", default="bulk", choices=["bulk", "default"],
-                        help="the burst's lane (the canaries are in the default lane)")
+    parser.add_argument("--canary-lane", default="critical", choices=["critical", "default"],
+                        help="the canaries' lane (the burst is in the default lane)")
     args = parser.parse_args(argv)
     sizes = [int(x) for x in args.sizes.split(",")]
-    out = run(sizes, args.backend, args.drain, args.page_size, args.lead, args.burst_lane)
+    out = run(sizes, args.backend, args.drain, args.page_size, args.lead, args.canary_lane)
     print(json.dumps(out, indent=2))
     return 0
 
