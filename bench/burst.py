@@ -19,6 +19,8 @@ seconds; then the table is read back. Figures per B:
 - ``start_lateness_ms``: the same for the burst's runs, as far as this machine's workers get
   in ``drain`` s (runs not started by then count at their lower bound, now - due);
 - ``lost``: burst or canary runs neither started, nor still queued in SQS, nor sent (must be 0);
+- ``duplicated``: runs started more than once (attempt > 1 of a handler that never fails;
+  must be 0);
 - the poller's CPU seconds per 1,000 claims and its dispatch rate, which calibrate
   ``bench.simulate`` in the same run.
 
@@ -82,6 +84,7 @@ def read_runs(endpoint: str, table: str) -> list[dict[str, Any]]:
                 if it["sk"]["S"].startswith("RUN#"):
                     out.append({
                         "status": it.get("status", {}).get("S", "?"),
+                        "attempt": int(it.get("attempt", {}).get("N", "0")),
                         "scheduled_for": int(it["scheduled_for"]["N"]),
                         "started_at": int(it["started_at"]["N"]) if "started_at" in it else None,
                     })
@@ -187,6 +190,9 @@ def one_burst(endpoint: str, b: int, drain_s: float, page_size: int = 500,
         "drain_s": drain_s,
         # a run is lost if it has not started, is not pending (unsent) and is not in SQS
         "lost": max(0, not_started - unsent - depth),
+        # bench-noop never fails, so a second attempt is a second start (each start is one
+        # attempt: the fence admits one start per attempt)
+        "duplicated": sum(1 for r in rows if r["attempt"] > 1),
         "unsent": unsent, "in_queue_after": depth,
         "rows_read": len(rows), "rows_expected": b + CANARIES,
     }
@@ -205,6 +211,7 @@ def figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
                                              ("p50_ms", "p99_ms", "started", "not_started")}
                                     for r in runs},
         "burst_lost": sum(r["lost"] + (r["rows_expected"] - r["rows_read"]) for r in runs),
+        "burst_duplicated": sum(r["duplicated"] for r in runs),
         "burst_runs": runs,
     }
 
