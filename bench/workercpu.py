@@ -51,7 +51,7 @@ def _one_round(endpoint: str, runs: int, threads: int) -> dict[str, Any]:
     due = (datetime.now(UTC) + timedelta(seconds=LEAD_S)).replace(microsecond=0)
     # spread over 10 s so the batches look like a steady flow, not one instant
     whens = [due + timedelta(milliseconds=10_000 * i // runs) for i in range(runs)]
-    seed(endpoint, settings, whens)
+    seed(endpoint, settings, [(whens, "default")])
     report = Dispatcher(Store(settings), sqs_client(settings), settings).poll()
     log(f"workercpu: sent {report.sent} of {runs}")
     fleet = Workers(settings, processes=1, threads=threads, idle_poll_s=0.5).start()
