@@ -382,7 +382,8 @@ class Executor:
         self._metric("RunsStarted", "Count", 1)
         if throttled_ms:
             self._metric("ThrottledMs", "Milliseconds", throttled_ms)
-        self._metric("LatenessMs", "Milliseconds", lateness_ms)
+        if int(run.attempt or 1) == 1:  # lateness is the first attempt's: a retry is late
+            self._metric("LatenessMs", "Milliseconds", lateness_ms)  # on purpose (backoff)
         self._lane_limit_metrics(run, lateness_ms, throttled_ms)
         self._emit(
             "started",

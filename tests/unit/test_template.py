@@ -7,6 +7,7 @@ itself and runs cfn-lint through its Python API.
 from __future__ import annotations
 
 import ast
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from dynacron import handler as register_handler
 from dynacron.local.provision import event_sources, resolve_if
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,6 +30,12 @@ OWN_RESOURCES = {
 LOG_GROUPS = {"PollerFunction": "PollerLogGroup", "WorkerFunction": "WorkerLogGroup"}
 POLLER_HANDLER = "dynacron.handlers.poller.handler"
 WORKER_HANDLER = "dynacron.handlers.worker.handler"
+
+
+@register_handler("tpl-fail-once")
+def _fail_once(payload: dict[str, Any], ctx: Any) -> None:
+    if ctx.attempt == 1:
+        raise RuntimeError("first attempt fails")
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -451,6 +459,7 @@ def test_alarms(tpl: dict[str, Any], res: dict[str, Any]) -> None:
         "PollerErrorsAlarm",
         "PollerNotRunningAlarm",
         "AwsErrorsAlarm",
+        "LatenessAlarm",
     ):
         cond, actions, otherwise = res[alarm]["Properties"]["AlarmActions"]["Fn::If"]
         assert cond in tpl["Conditions"], alarm
@@ -487,6 +496,57 @@ def test_an_alarm_watches_the_metric_aws_errors_are_counted_in(res: dict[str, An
             assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
             dims = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
             assert dims == {"service": module.metrics.service}
+
+
+def test_an_alarm_fires_on_the_lateness_the_worker_publishes(
+    env: Any, tpl: dict[str, Any], res: dict[str, Any]
+) -> None:
+    """Runs started late make the worker publish a LatenessMs that an alarm's p99 catches;
+    on-time runs and retries (late on purpose: the backoff) do not."""
+    from datetime import timedelta
+
+    from dynacron import At, RetryPolicy
+    from dynacron.handlers import worker
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.values: dict[str, list[float]] = {}
+
+        def add_metric(self, name: str, unit: str, value: float) -> None:
+            self.values.setdefault(name, []).append(value)
+
+        def add_dimensioned_metric(self, *_: Any) -> None:
+            pass
+
+    def started(late_s: float, retry: RetryPolicy | None = None, attempts: int = 1) -> Any:
+        s = env.scheduler()
+        task = s.schedule("tpl-fail-once", {}, trigger=At(env.clock.now() + timedelta(seconds=5)),
+                          retry=retry)
+        (msg,) = [m for m in env.receive() if json.loads(m["Body"])["task_id"] == task.task_id]
+        env.clock.advance(5 + late_s)
+        recorder = Recorder()
+        for _ in range(attempts):
+            env.executor(metrics=recorder).execute(
+                msg["Body"], msg["ReceiptHandle"], env.settings.queue_url)
+            env.clock.advance(60)
+        return recorder.values
+
+    late, on_time = started(20), started(0)
+    retried = started(0, RetryPolicy(max_attempts=2, backoff_base=30, jitter=0), attempts=2)
+    (alarm,) = [
+        a["Properties"] for a in res.values()
+        if a["Type"] == "AWS::CloudWatch::Alarm"
+        and (a["Properties"]["Namespace"], a["Properties"]["MetricName"])
+        == (worker.metrics.namespace, "LatenessMs")
+    ]
+    assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == {
+        "service": worker.metrics.service}
+    assert alarm["ExtendedStatistic"] == "p99"
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    threshold = tpl["Parameters"][alarm["Threshold"]["Ref"]]["Default"]
+    assert late["LatenessMs"] == [20_000] and threshold < 20_000
+    assert on_time["LatenessMs"] == [0] and retried["LatenessMs"] == [0]
+    assert retried["RunsStarted"] == [1, 1]  # the retry started, and published no lateness
 
 
 def test_log_groups_have_retention(tpl: dict[str, Any], res: dict[str, Any]) -> None:
