@@ -277,6 +277,8 @@ def burst_and_model(cfg: dict[str, Any], fig: dict[str, Any]) -> dict[str, Any]:
     sizes = [int(b) for b in os.environ.get("BURST_SIZES", "").split(",") if b] \
         or cfg["burst_sizes"]
     out = burst.run(sizes, "ministack", drain_s=cfg["burst_drain_s"])
+    # in the log at once: half an hour of measurement survives a failure of the steps after
+    log("burst figures: " + json.dumps(out))
     out.update(worker_cpu(cfg))
     out.update(simulate_from(out, {**fig, **out}))
     return out
