@@ -156,8 +156,13 @@ class Transitions:
         already claimed, under our fence. Without this the claim's message is never sent and
         the run waits a whole lease (300 s at the defaults) for the next poll to take it back.
         One strongly consistent read per lost race; ``row`` is refreshed when it is ours."""
+        return self._carries(row, "fence", fence)
+
+    def _carries(self, row: RunRow, name: str, token: str) -> bool:
+        """Whether the stored run's ``name`` is ``token`` (our write applied although its
+        response was lost); if so ``row`` is refreshed from it. One consistent read."""
         current = self.get_run_row(row.task_id, row.run_id)  # type: ignore[attr-defined]
-        if current is None or current.fence != fence:
+        if current is None or getattr(current, name) != token:
             return False
         row.deserialize(current.serialize())
         return True
@@ -318,11 +323,7 @@ class Transitions:
     def started_by(self, run: RunRow, starter: str) -> bool:
         """Whether the run's current attempt carries our start token (a start whose response
         was lost and whose retry failed its condition); if so ``run`` is refreshed."""
-        current = self.get_run_row(run.task_id, run.run_id)  # type: ignore[attr-defined]
-        if current is None or current.starter != starter:
-            return False
-        run.deserialize(current.serialize())
-        return True
+        return self._carries(run, "starter", starter)
 
     def renew(self, run: RunRow, until_ms: int) -> bool:
         """Extend a running attempt's liveness, only while it is still ours (heartbeat); the
