@@ -382,9 +382,11 @@ class Executor:
         self._metric("RunsStarted", "Count", 1)
         if throttled_ms:
             self._metric("ThrottledMs", "Milliseconds", throttled_ms)
-        if int(run.attempt or 1) == 1:  # lateness is the first attempt's: a retry is late
-            self._metric("LatenessMs", "Milliseconds", lateness_ms)  # on purpose (backoff)
-        self._lane_limit_metrics(run, lateness_ms, throttled_ms)
+        # lateness is the first attempt's: a retry starts late on purpose (its backoff)
+        first = int(run.attempt or 1) == 1
+        if first:
+            self._metric("LatenessMs", "Milliseconds", lateness_ms)
+        self._lane_limit_metrics(run, lateness_ms if first else None, throttled_ms)
         self._emit(
             "started",
             run,
@@ -399,13 +401,16 @@ class Executor:
         self._log("info", "run started", run, lateness_ms=lateness_ms, queue=queue)
         return True
 
-    def _lane_limit_metrics(self, run: RunRow, lateness_ms: int, throttled_ms: int) -> None:
-        """Started and lateness per lane, started and throttled time per limit (lanemetrics)."""
+    def _lane_limit_metrics(
+        self, run: RunRow, lateness_ms: int | None, throttled_ms: int
+    ) -> None:
+        """Started and lateness (None: a retry, none to publish) per lane, started and
+        throttled time per limit (lanemetrics)."""
         from .lanemetrics import emit
 
         lane = run.lane or "default"
         emit(self.metrics, "LaneRunsStarted", "Count", 1, lane=lane)
-        if int(run.attempt or 1) == 1:  # a retry starts late on purpose
+        if lateness_ms is not None:
             emit(self.metrics, "LaneLatenessMs", "Milliseconds", lateness_ms, lane=lane)
         if run.limit:
             emit(self.metrics, "LimitRunsStarted", "Count", 1, limit=str(run.limit))
