@@ -140,23 +140,19 @@ class Transitions:
 
     def _ours(self, claim: Callable[[], bool], row: RunRow, fence: str) -> bool:
         """Make a claim: True when the run is claimed under ``fence``, also when ``claim``
-        lost its condition, or raised, because an earlier try of this very write applied
-        (``_claimed_by``)."""
+        lost its condition, or raised, because an earlier try of this very write applied: the
+        SDK retried a write whose response was lost (a read timeout under load), and the retry
+        found the run already claimed under our fence. Without this the claim's message is
+        never sent and the run waits a whole lease (300 s at the defaults) for the next poll
+        to take it back. One strongly consistent read per lost race; ``row`` is refreshed
+        when it is ours."""
         try:
             applied = claim()
         except DynacronError:
-            if self._claimed_by(row, fence):
+            if self._carries(row, "fence", fence):
                 return True
             raise
-        return applied or self._claimed_by(row, fence)
-
-    def _claimed_by(self, row: RunRow, fence: str) -> bool:
-        """Whether a claim that lost its condition is ours after all: the SDK retried a write
-        whose response was lost (a read timeout under load), and the retry found the run
-        already claimed, under our fence. Without this the claim's message is never sent and
-        the run waits a whole lease (300 s at the defaults) for the next poll to take it back.
-        One strongly consistent read per lost race; ``row`` is refreshed when it is ours."""
-        return self._carries(row, "fence", fence)
+        return applied or self._carries(row, "fence", fence)
 
     def _carries(self, row: RunRow, name: str, token: str) -> bool:
         """Whether the stored run's ``name`` is ``token`` (our write applied although its
